@@ -1,0 +1,1 @@
+"""MLflow plugins for the Azure ML workspace (the `azureml` scheme)."""

@@ -1,0 +1,141 @@
+"""The ``azureml`` tracking store: MLflow's stock REST store under the workspace's REST prefix.
+
+Authentication goes through MLflow's request-auth plugin point (see auth.py). Creates are made
+safe to retry: MLflow retries POSTs on 5xx, and a create whose response was lost would otherwise
+leave a duplicate run or fail on an experiment that it created itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from mlflow.entities import RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.rest_store import RestStore
+from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+
+from spark_aml_bridge.azureml.auth import AUTH_PROVIDER_NAME
+
+_log = logging.getLogger(__name__)
+
+# A client-made id on every run this store creates, so a retried create can find its first try.
+CREATE_KEY_TAG = "spark_aml_bridge.create_key"
+_TRANSIENT = {408, 429, 500, 502, 503, 504}
+
+
+def workspace_host_creds(rest_base: str, ca_bundle: str | None) -> MlflowHostCreds:
+    return MlflowHostCreds(host=rest_base, auth=AUTH_PROVIDER_NAME, server_cert_path=ca_bundle)
+
+
+class AzureMLTrackingStore(RestStore):
+    def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
+        from spark_aml_bridge.session import session_for_store_uri
+
+        self.workspace_session = session_for_store_uri(store_uri)
+        address = self.workspace_session.address
+        creds = workspace_host_creds(address.rest_base, self.workspace_session.ca_bundle)
+        super().__init__(lambda: creds)
+
+    # -- experiments --------------------------------------------------------------------------
+    def create_experiment(self, name: str, artifact_location: Any = None, tags: Any = None) -> str:
+        started = time.time()
+        try:
+            return super().create_experiment(name, artifact_location, tags)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            existing = self.get_experiment_by_name(name)
+            # Created during this very call: MLflow retried a create whose answer was lost.
+            if existing is not None and existing.creation_time / 1000 >= started - 120:
+                _log.info("experiment '%s' was created by a retried request; using it", name)
+                return existing.experiment_id
+            raise
+
+    # -- runs ---------------------------------------------------------------------------------
+    def create_run(
+        self, experiment_id: str, user_id: str, start_time: int, tags: Any, run_name: Any
+    ):
+        from mlflow.entities import Run
+        from mlflow.protos.service_pb2 import CreateRun
+        from mlflow.utils.proto_json_utils import message_to_json, parse_dict
+
+        key = uuid.uuid4().hex
+        all_tags = [*(tags or []), RunTag(CREATE_KEY_TAG, key)]
+        body = message_to_json(
+            CreateRun(
+                experiment_id=str(experiment_id),
+                user_id=user_id,
+                start_time=start_time,
+                tags=[t.to_proto() for t in all_tags],
+                run_name=run_name,
+            )
+        )
+        endpoint, method = self._METHOD_TO_INFO[CreateRun]
+        response = self._post_once_retrying(
+            endpoint, method, json.loads(body), lambda: self._find_created(experiment_id, key)
+        )
+        if isinstance(response, Run):
+            return response
+        proto = CreateRun.Response()
+        parse_dict(response, proto)
+        return Run.from_proto(proto.run)
+
+    def _find_created(self, experiment_id: str, key: str) -> Any:
+        found = self.search_runs(
+            [str(experiment_id)],
+            f"tags.`{CREATE_KEY_TAG}` = '{key}'",
+            ViewType.ALL,
+            max_results=1,
+        )
+        return found[0] if found else None
+
+    def _post_once_retrying(
+        self, endpoint: str, method: str, body: dict, find_existing: Any
+    ) -> Any:
+        """POST without MLflow's blind retries; before a retry, look for the first try's result."""
+        from mlflow.environment_variables import (
+            MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        )
+        from mlflow.utils.rest_utils import verify_rest_response
+
+        attempts = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1
+        backoff = max(MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(), 0.5)
+        for attempt in range(attempts):
+            last_try = attempt == attempts - 1
+            if attempt:
+                existing = find_existing()
+                if existing is not None:
+                    _log.info("a retried create had already been applied; not creating twice")
+                    return existing
+            try:
+                response = http_request(
+                    self.get_host_creds(),
+                    endpoint,
+                    method,
+                    max_retries=0,
+                    raise_on_status=False,
+                    json=body,
+                )
+            except MlflowException:
+                if last_try:
+                    raise
+                time.sleep(min(backoff * 2**attempt, 60))
+                continue
+            if response.status_code in _TRANSIENT and not last_try:
+                time.sleep(_retry_after(response, backoff * 2**attempt))
+                continue
+            return json.loads(verify_rest_response(response, endpoint).text)
+        raise MlflowException(f"{endpoint} did not succeed after {attempts} attempts")
+
+
+def _retry_after(response: Any, fallback: float) -> float:
+    raw = response.headers.get("Retry-After")
+    try:
+        return min(float(raw), 60.0) if raw is not None else min(fallback, 60.0)
+    except ValueError:
+        return min(fallback, 60.0)

@@ -1,0 +1,197 @@
+"""``connect()``, ``disconnect()`` and ``current()``: point MLflow at the workspace and back."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from spark_aml_bridge.errors import MlflowMissingError
+
+if TYPE_CHECKING:
+    from spark_aml_bridge.platforms.base import PlatformContext
+    from spark_aml_bridge.session import WorkspaceSession
+    from spark_aml_bridge.spark import ExecutorLink
+    from spark_aml_bridge.workspace import WorkspaceAddress
+
+MIN_MLFLOW = "2.12"
+_lock = threading.RLock()
+_current: Bridge | None = None
+
+
+@dataclass
+class _SavedState:
+    """What connect() changed, so disconnect() can put it back."""
+
+    tracking_uri: str | None
+    registry_uri: str | None
+    environ: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Bridge:
+    """A live connection of this process's MLflow to a workspace."""
+
+    session: WorkspaceSession
+    platform: PlatformContext
+    mode: str
+    _saved: _SavedState
+    _executors: ExecutorLink | None = None
+    _settings_key: tuple[Any, ...] = ()
+
+    @property
+    def workspace(self) -> WorkspaceAddress:
+        return self.session.address
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.session.tracking_uri
+
+    @property
+    def identity(self) -> str:
+        return self.session.identity
+
+    @property
+    def executors_linked(self) -> bool:
+        return self._executors is not None
+
+    def __repr__(self) -> str:
+        return (
+            f"Bridge(platform={self.platform.describe()}, workspace={self.workspace}, "
+            f"identity={self.identity}, mode={self.mode}, "
+            f"executors={'linked' if self._executors else 'not linked'})"
+        )
+
+    __str__ = __repr__
+
+
+def require_mlflow() -> Any:
+    """Import MLflow, or say exactly how to get a supported one."""
+    try:
+        import mlflow
+    except ImportError:
+        raise MlflowMissingError(
+            "MLflow is not installed in this Python environment",
+            "pip install 'spark-aml-bridge[mlflow]' "
+            "(on Databricks/Synapse, use the MLflow the runtime ships)",
+        ) from None
+    from packaging.version import Version
+
+    if Version(mlflow.__version__) < Version(MIN_MLFLOW):
+        raise MlflowMissingError(
+            f"MLflow {mlflow.__version__} is older than the supported {MIN_MLFLOW}",
+            f"pip install 'mlflow>={MIN_MLFLOW}' (or 'mlflow-skinny>={MIN_MLFLOW}')",
+        )
+    return mlflow
+
+
+def connect(
+    workspace: str | None = None,
+    *,
+    credential: Any = None,
+    subscription_id: str | None = None,
+    resource_group: str | None = None,
+    workspace_name: str | None = None,
+    region: str | None = None,
+    mode: str | None = None,
+    **settings: Any,
+) -> Bridge:
+    """Point this process's MLflow (and its Spark executors) at an Azure ML workspace.
+
+    `workspace` is an ARM id, or an ``azureml://`` or ``https://`` tracking URI; or give
+    `subscription_id`, `resource_group` and `workspace_name` (and `region` to skip ARM).
+    `credential` is an azure-identity ``TokenCredential`` or a spec string (``env``,
+    ``managed-identity[:<client-id>]``, ``azure-cli``, ``service-principal[:<tenant>/<client>]``,
+    ``device-code``). Any other setting of ``spark_aml_bridge.config`` may be passed by name.
+    Calling it again with the same settings returns the same bridge.
+    """
+    global _current
+    from spark_aml_bridge.config import resolve_config
+    from spark_aml_bridge.platforms import detect_platform
+    from spark_aml_bridge.session import open_session
+
+    mlflow = require_mlflow()
+    explicit = dict(
+        settings,
+        workspace=workspace,
+        credential=credential,
+        subscription_id=subscription_id,
+        resource_group=resource_group,
+        workspace_name=workspace_name,
+        region=region,
+        mode=mode,
+    )
+    config = resolve_config(explicit)
+    key = _settings_key(config, credential)
+    with _lock:
+        if _current is not None and _current._settings_key == key:
+            _point_mlflow(mlflow, _current.tracking_uri)
+            return _current
+        if _current is not None:
+            disconnect()
+        platform = detect_platform()
+        session = open_session(config, platform)
+        from spark_aml_bridge.azureml.ownership import ensure_our_plugins
+
+        ensure_our_plugins()
+        saved = _save_state()
+        _point_mlflow(mlflow, session.tracking_uri)
+        for name, value in config.to_env().items():
+            saved.environ.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        bridge = Bridge(session, platform.context(), config.mode, saved, _settings_key=key)
+        if config.executors:
+            from spark_aml_bridge.spark import link_executors
+
+            bridge._executors = link_executors(session)
+        _current = bridge
+        return bridge
+
+
+def disconnect() -> None:
+    """Put MLflow's tracking/registry URIs, env and executors back as they were before connect()."""
+    global _current
+    with _lock:
+        bridge, _current = _current, None
+        if bridge is None:
+            return
+        if bridge._executors is not None:
+            bridge._executors.undo()
+        import mlflow
+
+        saved = bridge._saved
+        mlflow.set_tracking_uri(saved.tracking_uri)
+        mlflow.set_registry_uri(saved.registry_uri)
+        # The setters also touch MLFLOW_*_URI env vars: put every variable back as it was.
+        for name, value in saved.environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def current() -> Bridge | None:
+    """The live bridge of this process, if connect() was called."""
+    return _current
+
+
+def _settings_key(config: Any, credential: Any) -> tuple[Any, ...]:
+    values = tuple(sorted((k, repr(v.value)) for k, v in config.values.items()))
+    return values + (("credential-object", id(credential)),)
+
+
+def _save_state() -> _SavedState:
+    # Read (never written) so disconnect() can tell "unset" from "set to the default".
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = _SavedState(tracking_utils._tracking_uri, registry_utils._registry_uri)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        saved.environ[name] = os.environ.get(name)
+    return saved
+
+
+def _point_mlflow(mlflow: Any, uri: str) -> None:
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)

@@ -1,0 +1,103 @@
+"""The ``spark-aml-bridge`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from spark_aml_bridge._version import __version__
+from spark_aml_bridge.errors import BridgeError
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from spark_aml_bridge.doctor import doctor
+
+    settings = {"workspace": args.workspace, "credential": args.credential}
+    return doctor({k: v for k, v in settings.items() if v})
+
+
+def _settings(args: argparse.Namespace) -> int:
+    from spark_aml_bridge.config import settings_table
+
+    for name, env, conf, default, doc in settings_table():
+        print(f"{name}\n    env: {env}\n    conf: {conf}\n    default: {default or '-'}\n    {doc}")
+    return 0
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from spark_aml_bridge.emulator.server import main as emulator_main
+
+    return emulator_main(args.emulator_args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from spark_aml_bridge.demo import run_demo
+
+    return run_demo(args.state_dir, serve=args.serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spark-aml-bridge",
+        description="Track MLflow runs from Databricks, Synapse or any Spark/Python process in an "
+        "Azure Machine Learning workspace.",
+    )
+    parser.add_argument("--version", action="version", version=f"spark-aml-bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    doctor = commands.add_parser(
+        "doctor", help="check platform, settings, credential, token and workspace; name each fix"
+    )
+    doctor.add_argument("--workspace", help="ARM id or tracking URI (default: settings/env)")
+    doctor.add_argument("--credential", help="credential spec (default: settings/env)")
+    doctor.set_defaults(func=_doctor)
+
+    settings = commands.add_parser("settings", help="list every setting, its env var and conf key")
+    settings.set_defaults(func=_settings)
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="run the local workspace emulator (Azure AD + ARM + AML MLflow endpoint)",
+        add_help=False,
+    )
+    emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)
+    emulator.set_defaults(func=_emulator)
+
+    demo = commands.add_parser(
+        "demo", help="start the emulator and track a small training through connect()"
+    )
+    demo.add_argument(
+        "--state-dir", default=".state/demo", help="emulator state (default %(default)s)"
+    )
+    serve = demo.add_mutually_exclusive_group()
+    serve.add_argument(
+        "--serve",
+        dest="serve",
+        action="store_true",
+        default=None,
+        help="keep the emulator and its MLflow UI running until Ctrl-C",
+    )
+    serve.add_argument(
+        "--no-serve",
+        dest="serve",
+        action="store_false",
+        help="stop the emulator when the training is done",
+    )
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

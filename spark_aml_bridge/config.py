@@ -1,0 +1,275 @@
+"""Every bridge setting, declared once: name, env var, Spark conf key, default, sensitivity.
+
+Resolution order: explicit arguments > ``SPARK_AML_BRIDGE_*`` env > ``spark.aml.bridge.*`` conf of
+an already active Spark session > platform defaults. Env, Spark conf, init scripts and job
+payloads are all produced from this one table, so they can never disagree; sensitive settings are
+never read from nor written to Spark conf (it is shown in the Spark UI).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spark_aml_bridge.errors import ConfigError
+
+ENV_PREFIX = "SPARK_AML_BRIDGE_"
+CONF_PREFIX = "spark.aml.bridge."
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_seconds(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of the bridge."""
+
+    name: str
+    doc: str
+    default: Any = None
+    sensitive: bool = False
+    parse: Callable[[str], Any] = str
+    choices: tuple[str, ...] = ()
+    # Whether Spark executors need it (shipped to Python workers by spark.py).
+    for_executors: bool = True
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def conf_key(self) -> str:
+        return CONF_PREFIX + _camel(self.name)
+
+    def convert(self, raw: Any, source: str) -> Any:
+        if raw is None or not isinstance(raw, str):
+            return raw
+        try:
+            value = self.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"setting '{self.name}' from {source} is invalid: {exc}",
+                f"set {self.env} (or {self.name}=) to {self.doc}",
+            ) from None
+        if self.choices and value not in self.choices:
+            shown = "<redacted>" if self.sensitive else repr(value)
+            raise ConfigError(
+                f"setting '{self.name}' from {source} is {shown}; it must be one of "
+                + ", ".join(self.choices),
+                f"set {self.env} (or {self.name}=) to one of: {', '.join(self.choices)}",
+            )
+        return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("workspace", "the workspace ARM id, or its azureml:// or https:// tracking URI"),
+    Setting("subscription_id", "the workspace's Azure subscription id (a GUID)"),
+    Setting("resource_group", "the workspace's resource group name"),
+    Setting("workspace_name", "the workspace name"),
+    Setting("region", "the workspace region, e.g. westeurope (builds the host without ARM)"),
+    Setting("cloud", "the Azure cloud name", default="AzureCloud"),
+    Setting(
+        "credential",
+        "a credential spec: auto, env, service-principal[:<tenant>/<client-id>], "
+        "managed-identity[:<client-id>], azure-cli, device-code",
+        default="auto",
+    ),
+    Setting("tenant_id", "the Azure AD tenant id for a service principal"),
+    Setting("client_id", "the service principal's (or user-assigned identity's) client id"),
+    Setting(
+        "client_secret",
+        "the service principal's secret (env var or argument only, never Spark conf)",
+        sensitive=True,
+        for_executors=False,
+    ),
+    Setting("client_certificate_path", "a PEM/PFX certificate file for the service principal"),
+    Setting("authority", "the Azure AD authority host (default: the cloud's)"),
+    Setting("arm_endpoint", "the Azure Resource Manager endpoint (default: the cloud's)"),
+    Setting("ca_bundle", "a CA bundle file trusted for the workspace, ARM and the authority"),
+    Setting("mode", "the tracking mode", default="workspace", choices=("workspace",)),
+    Setting(
+        "executors",
+        "true to carry the connection into Spark executors",
+        default=True,
+        parse=_parse_bool,
+    ),
+    Setting(
+        "token_refresh_margin",
+        "seconds before expiry at which tokens are refreshed",
+        default=300.0,
+        parse=_parse_seconds,
+    ),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class ResolvedSetting:
+    value: Any
+    source: str
+
+
+@dataclass
+class BridgeConfig:
+    """Resolved settings with where each came from; its repr never shows sensitive values."""
+
+    values: dict[str, ResolvedSetting] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any:
+        resolved = self.values.get(name)
+        return None if resolved is None else resolved.value
+
+    def source(self, name: str) -> str | None:
+        resolved = self.values.get(name)
+        return None if resolved is None else resolved.source
+
+    def __getattr__(self, name: str) -> Any:
+        if name in SETTINGS_BY_NAME:
+            return self.get(name)
+        raise AttributeError(name)
+
+    def replace(self, **overrides: Any) -> BridgeConfig:
+        values = dict(self.values)
+        for name, value in overrides.items():
+            values[name] = ResolvedSetting(value, "override")
+        return BridgeConfig(values)
+
+    def to_env(self, *, for_executors: bool = False) -> dict[str, str]:
+        """Non-sensitive settings as ``SPARK_AML_BRIDGE_*`` env entries."""
+        env: dict[str, str] = {}
+        for setting in SETTINGS:
+            value = self.get(setting.name)
+            if setting.sensitive or value is None or not isinstance(value, (str, bool, float, int)):
+                continue
+            if for_executors and not setting.for_executors:
+                continue
+            if value == setting.default and self.source(setting.name) == "default":
+                continue
+            env[setting.env] = _format(value)
+        return env
+
+    def to_spark_conf(self) -> dict[str, str]:
+        """Non-sensitive settings as ``spark.aml.bridge.*`` conf entries."""
+        return {
+            SETTINGS_BY_NAME[k[len(ENV_PREFIX) :].lower()].conf_key: v
+            for k, v in self.to_env().items()
+        }
+
+    def __repr__(self) -> str:
+        shown = []
+        for name, resolved in self.values.items():
+            setting = SETTINGS_BY_NAME.get(name)
+            value = "<redacted>" if setting and setting.sensitive else repr(resolved.value)
+            if resolved.value is not None:
+                shown.append(f"{name}={value} ({resolved.source})")
+        return "BridgeConfig(" + ", ".join(shown) + ")"
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def active_spark_conf() -> Mapping[str, str]:
+    """``spark.aml.bridge.*`` entries of an already active Spark session; never starts Spark."""
+    if "pyspark" not in sys.modules:
+        return {}
+    try:
+        from pyspark.sql import SparkSession
+
+        session = SparkSession.getActiveSession()
+        if session is None:
+            return {}
+        return {
+            key: value
+            for key, value in session.sparkContext.getConf().getAll()
+            if key.startswith(CONF_PREFIX)
+        }
+    except Exception:  # noqa: BLE001 - Spark Connect or a dying JVM: no conf to read
+        return {}
+
+
+def resolve_config(
+    explicit: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    spark_conf: Mapping[str, str] | None = None,
+    platform_defaults: Mapping[str, Any] | None = None,
+) -> BridgeConfig:
+    """Resolve every setting from its sources, highest precedence first."""
+    explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
+    unknown = sorted(set(explicit) - set(SETTINGS_BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s): {', '.join(unknown)}",
+            "use one of: " + ", ".join(SETTINGS_BY_NAME),
+        )
+    env = os.environ if env is None else env
+    spark_conf = active_spark_conf() if spark_conf is None else spark_conf
+    _reject_unknown_conf(spark_conf)
+    platform_defaults = platform_defaults or {}
+
+    values: dict[str, ResolvedSetting] = {}
+    for setting in SETTINGS:
+        if setting.name in explicit:
+            source, raw = "argument", explicit[setting.name]
+        elif env.get(setting.env, "") != "":
+            source, raw = f"env {setting.env}", env[setting.env]
+        elif setting.conf_key in spark_conf:
+            if setting.sensitive:
+                raise ConfigError(
+                    f"'{setting.conf_key}' is set in Spark conf, which the Spark UI shows to "
+                    "anyone with access",
+                    f"remove it and provide {setting.env} as an environment variable holding a "
+                    "secret reference (e.g. {{secrets/<scope>/<key>}} on Databricks)",
+                )
+            source, raw = f"Spark conf {setting.conf_key}", spark_conf[setting.conf_key]
+        elif setting.name in platform_defaults:
+            source, raw = "platform default", platform_defaults[setting.name]
+        else:
+            source, raw = "default", setting.default
+        values[setting.name] = ResolvedSetting(setting.convert(raw, source), source)
+    return BridgeConfig(values)
+
+
+def _reject_unknown_conf(spark_conf: Mapping[str, str]) -> None:
+    known = {s.conf_key for s in SETTINGS}
+    typos = sorted(k for k in spark_conf if k.startswith(CONF_PREFIX) and k not in known)
+    if typos:
+        raise ConfigError(
+            f"unknown Spark conf key(s): {', '.join(typos)}",
+            "use one of: " + ", ".join(sorted(known)),
+        )
+
+
+def settings_table() -> Iterable[tuple[str, str, str, str, str]]:
+    """(name, env var, Spark conf key, default, doc) rows, for docs and ``doctor``."""
+    for s in SETTINGS:
+        default = "" if s.default is None else _format(s.default)
+        conf = "(never: sensitive)" if s.sensitive else s.conf_key
+        yield s.name, s.env, conf, default, s.doc

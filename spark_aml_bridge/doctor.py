@@ -1,0 +1,114 @@
+"""``spark-aml-bridge doctor``: check each link of the chain and name the fix for each failure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from spark_aml_bridge.errors import BridgeError
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+    warning: bool = False
+
+    def render(self) -> str:
+        mark = "ok  " if self.ok and not self.warning else ("warn" if self.ok else "FAIL")
+        text = f"[{mark}] {self.name}: {self.detail}"
+        if self.fix:
+            text += f"\n       fix: {self.fix}"
+        return text
+
+
+def _attempt(name: str, action: Callable[[], str]) -> tuple[Check, bool]:
+    try:
+        return Check(name, True, action()), True
+    except BridgeError as exc:
+        return Check(name, False, exc.problem, exc.fix), False
+    except Exception as exc:  # noqa: BLE001 - doctor reports, it never crashes
+        return Check(name, False, f"{type(exc).__name__}: {exc}", None), False
+
+
+def run_checks(settings: dict[str, Any] | None = None) -> list[Check]:
+    """Run every check in order; later checks are skipped once one they need has failed."""
+    from spark_aml_bridge.config import resolve_config
+    from spark_aml_bridge.platforms import detect_platform
+
+    checks: list[Check] = []
+    platform = detect_platform()
+    checks.append(Check("platform", True, platform.context().describe()))
+
+    check, _ = _attempt("mlflow", _mlflow_version)
+    checks.append(check)
+    checks.extend(_plugin_checks())
+
+    state: dict[str, Any] = {}
+
+    def config() -> str:
+        state["config"] = resolve_config(settings or {})
+        return repr(state["config"])
+
+    check, ok = _attempt("settings", config)
+    checks.append(check)
+    if not ok:
+        return checks
+
+    def session() -> str:
+        from spark_aml_bridge.session import open_session
+
+        state["session"] = open_session(state["config"], platform, probe=False)
+        return f"{state['session'].address} ({state['session'].tracking_uri})"
+
+    check, ok = _attempt("workspace and token", session)
+    checks.append(check)
+    if not ok:
+        return checks
+    checks.append(Check("identity", True, state["session"].identity))
+    check, _ = _attempt("workspace reachable", lambda: _probe_workspace(state["session"]))
+    checks.append(check)
+    return checks
+
+
+def _mlflow_version() -> str:
+    from spark_aml_bridge.bridge import require_mlflow
+
+    mlflow = require_mlflow()
+    return f"MLflow {mlflow.__version__}"
+
+
+def _plugin_checks() -> list[Check]:
+    from spark_aml_bridge.azureml.ownership import competing_plugins
+
+    others = competing_plugins()
+    if not others:
+        return [Check("azureml scheme", True, "served by spark_aml_bridge")]
+    return [
+        Check(
+            "azureml scheme",
+            True,
+            f"also claimed by {', '.join(others)}; connect() re-registers spark_aml_bridge, but "
+            "zero-code processes (MLFLOW_TRACKING_URI only) may get the other plugin",
+            fix="pip uninstall azureml-mlflow (spark_aml_bridge replaces it)",
+            warning=True,
+        )
+    ]
+
+
+def _probe_workspace(session: Any) -> str:
+    from spark_aml_bridge.azureml.probe import probe_workspace
+
+    return probe_workspace(session.address, session.ca_bundle)
+
+
+def doctor(settings: dict[str, Any] | None = None, out: Callable[[str], Any] = print) -> int:
+    checks = run_checks(settings)
+    for check in checks:
+        out(check.render())
+    failed = [c for c in checks if not c.ok]
+    out("all checks passed" if not failed else f"{len(failed)} check(s) failed")
+    return 1 if failed else 0

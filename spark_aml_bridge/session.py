@@ -1,0 +1,211 @@
+"""A workspace session: one workspace address, one credential, one token cache, per process.
+
+Both ``connect()`` and the zero-code path (MLflow building our ``azureml`` store from
+``MLFLOW_TRACKING_URI``) end here, so they behave the same. Importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from spark_aml_bridge.config import BridgeConfig
+    from spark_aml_bridge.credentials.sources import BuiltCredential
+    from spark_aml_bridge.credentials.token_cache import TokenCache
+    from spark_aml_bridge.platforms.base import PlatformShim
+    from spark_aml_bridge.workspace import WorkspaceAddress
+
+_lock = threading.RLock()
+_sessions: dict[tuple[str, str], WorkspaceSession] = {}
+_token_caches: dict[tuple[Any, ...], TokenCache] = {}
+
+
+@dataclass
+class WorkspaceSession:
+    config: BridgeConfig
+    platform: PlatformShim
+    address: WorkspaceAddress
+    credential: BuiltCredential
+    tokens: TokenCache
+    ca_bundle: str | None
+    authority: str
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.address.tracking_uri()
+
+    @property
+    def identity(self) -> str:
+        """Who the token says we are, plus where the credential came from (never the token)."""
+        claims = token_claims(self.tokens.token())
+        return describe_identity(claims, self.credential.description)
+
+
+def session_key(address: WorkspaceAddress) -> tuple[str, str]:
+    return ((address.host or "").lower(), address.scope_path.lower())
+
+
+def any_active() -> bool:
+    return bool(_sessions)
+
+
+def sessions() -> list[WorkspaceSession]:
+    with _lock:
+        return list(_sessions.values())
+
+
+def authority_for(config: BridgeConfig, environ: dict[str, str]) -> tuple[str, bool]:
+    """The Azure AD authority as https://host, and whether it is a custom (non-Azure) one."""
+    from spark_aml_bridge.clouds import get_cloud, is_known_authority
+
+    cloud = get_cloud(config.cloud)
+    raw = config.authority or environ.get("AZURE_AUTHORITY_HOST") or cloud.authority_host
+    url = raw if "://" in raw else f"https://{raw}"
+    host = urlparse(url).netloc
+    return url.rstrip("/"), not is_known_authority(host)
+
+
+def open_session(
+    config: BridgeConfig,
+    platform: PlatformShim,
+    *,
+    environ: dict[str, str] | None = None,
+    probe: bool = True,
+) -> WorkspaceSession:
+    """Resolve the address and credential of `config`, fetch a first token, register the host."""
+    from spark_aml_bridge.azureml.hosts import register_host
+    from spark_aml_bridge.azureml.probe import probe_workspace
+    from spark_aml_bridge.clouds import get_cloud
+    from spark_aml_bridge.credentials.sources import SourceContext, select_credential
+    from spark_aml_bridge.workspace import resolve_workspace_host
+
+    environ = dict(os.environ if environ is None else environ)
+    address = address_from_config(config)
+    cloud = get_cloud(config.cloud)
+    authority, custom = authority_for(config, environ)
+    ca_bundle = config.ca_bundle
+    context = SourceContext(config, environ, authority, custom, ca_bundle)
+    built = select_credential(config.credential, context, platform.default_credential_chain())
+    if address.host is not None:
+        reused = _reusable(address, built, ca_bundle)
+        if reused is not None:
+            return replace(reused, config=config, platform=platform)
+    tokens = token_cache_for(built, cloud.arm_scope, config.token_refresh_margin)
+    tokens.token()  # fail here, with the fix named, rather than at the first MLflow call
+    if address.host is None:
+        address = resolve_workspace_host(
+            address,
+            tokens,
+            arm_endpoint=(config.arm_endpoint or cloud.arm_endpoint),
+            scope=cloud.arm_scope,
+            ca_bundle=ca_bundle,
+        )
+        reused = _reusable(address, built, ca_bundle)
+        if reused is not None:
+            return replace(reused, config=config, platform=platform)
+    session = WorkspaceSession(config, platform, address, built, tokens, ca_bundle, authority)
+    register_host(address.host, tokens, session.identity)
+    if probe:
+        probe_workspace(address, ca_bundle)
+    with _lock:
+        _sessions[session_key(address)] = session
+    return session
+
+
+def _reusable(
+    address: WorkspaceAddress, built: BuiltCredential, ca_bundle: str | None
+) -> WorkspaceSession | None:
+    """An open session for the same workspace, identity and trust: reconnecting stays cheap."""
+    with _lock:
+        existing = _sessions.get(session_key(address))
+    if (
+        existing is not None
+        and existing.credential.cache_key == built.cache_key
+        and existing.ca_bundle == ca_bundle
+    ):
+        return existing
+    return None
+
+
+def address_from_config(config: BridgeConfig) -> WorkspaceAddress:
+    from spark_aml_bridge.errors import ConfigError
+    from spark_aml_bridge.workspace import parse_workspace, workspace_from_parts
+
+    if config.workspace:
+        return parse_workspace(config.workspace)
+    parts = (config.subscription_id, config.resource_group, config.workspace_name)
+    if any(parts):
+        return workspace_from_parts(*parts, region=config.region)
+    raise ConfigError(
+        "no workspace is configured",
+        "pass connect(workspace='/subscriptions/<sub>/resourceGroups/<rg>/providers/"
+        "Microsoft.MachineLearningServices/workspaces/<ws>') or set SPARK_AML_BRIDGE_WORKSPACE "
+        "(an ARM id or the azureml:// tracking URI from `az ml workspace show --query "
+        "mlflow_tracking_uri`)",
+    )
+
+
+def session_for_store_uri(store_uri: str) -> WorkspaceSession:
+    """The session for an ``azureml://`` URI MLflow was given: reuse one or open it from env."""
+    from spark_aml_bridge.config import resolve_config
+    from spark_aml_bridge.platforms import detect_platform
+    from spark_aml_bridge.workspace import parse_workspace
+
+    address = parse_workspace(store_uri)
+    with _lock:
+        existing = _sessions.get(session_key(address))
+        if existing is not None:
+            return existing
+        # Zero-code: settings come from env / Spark conf; the URI names the workspace.
+        config = resolve_config({"workspace": store_uri})
+        return open_session(config, detect_platform())
+
+
+def token_cache_for(built: BuiltCredential, scope: str, margin: float) -> TokenCache:
+    """One token cache per identity and scope per process, so reconnecting stays warm."""
+    from spark_aml_bridge.credentials.token_cache import TokenCache
+
+    key = (built.cache_key, scope)
+    with _lock:
+        cache = _token_caches.get(key)
+        if cache is None:
+            cache = TokenCache(
+                built.factory, scope, refresh_margin=margin, description=built.description
+            )
+            _token_caches[key] = cache
+        return cache
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified (for display and expiry only)."""
+    try:
+        payload = token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        return json.loads(base64.urlsafe_b64decode(payload))
+    except (IndexError, ValueError):
+        return {}
+
+
+def describe_identity(claims: dict[str, Any], origin: str) -> str:
+    from spark_aml_bridge.credentials.generic import short_id
+
+    tenant = short_id(claims.get("tid"))
+    if claims.get("upn") or claims.get("unique_name"):
+        who = f"user {claims.get('upn') or claims.get('unique_name')}"
+    elif claims.get("appid") or claims.get("azp"):
+        who = f"app {short_id(claims.get('appid') or claims.get('azp'))}"
+    else:
+        who = f"principal {short_id(claims.get('oid'))}"
+    return f"{who} in tenant {tenant} via {origin}"
+
+
+def _reset_for_tests() -> None:
+    with _lock:
+        _sessions.clear()
+        _token_caches.clear()
