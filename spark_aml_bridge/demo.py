@@ -77,7 +77,7 @@ def run_demo(state_dir: str, serve: bool | None = None) -> int:
             serve = sys.stdin.isatty()
         if serve:
             print("the emulator keeps running for the UI; press Ctrl-C to stop")
-            while emulator.alive():
+            while emulator.running():
                 time.sleep(1)
         return 0
     except KeyboardInterrupt:

@@ -74,7 +74,7 @@ class AzureMLTrackingStore(RestStore):
                 run_name=run_name,
             )
         )
-        endpoint, method = self._METHOD_TO_INFO[CreateRun]
+        endpoint, method = _method_info()[CreateRun]
         response = self._post_once_retrying(
             endpoint, method, json.loads(body), lambda: self._find_created(experiment_id, key)
         )
@@ -131,6 +131,13 @@ class AzureMLTrackingStore(RestStore):
                 continue
             return json.loads(verify_rest_response(response, endpoint).text)
         raise MlflowException(f"{endpoint} did not succeed after {attempts} attempts")
+
+
+def _method_info() -> dict:
+    # MLflow 3 keeps the REST routes on the store class, MLflow 2 in the module.
+    from mlflow.store.tracking import rest_store
+
+    return getattr(RestStore, "_METHOD_TO_INFO", None) or rest_store._METHOD_TO_INFO
 
 
 def _retry_after(response: Any, fallback: float) -> float:

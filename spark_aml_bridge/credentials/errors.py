@@ -35,6 +35,13 @@ _AAD_CODES: dict[str, tuple[str, str]] = {
     ),
 }
 
+# MSAL reports transport failures as authentication errors: recognise them by their text.
+_UNREACHABLE = re.compile(
+    r"Failed to establish a new connection|Connection refused|Max retries exceeded|"
+    r"timed out|NameResolutionError|Name or service not known|CERTIFICATE_VERIFY_FAILED",
+    re.I,
+)
+
 _SECRETISH = re.compile(r"(client_secret|assertion|access_token|password)=[^&\s]+", re.I)
 
 
@@ -57,7 +64,7 @@ def explain_token_failure(description: str, exc: BaseException) -> CredentialErr
         return CredentialError(
             f"{description} is unavailable: {_first_line(text)}", _fix_for(description)
         )
-    if isinstance(exc, ServiceRequestError) or "ConnectionError" in type(exc).__name__:
+    if isinstance(exc, ServiceRequestError) or _UNREACHABLE.search(text):
         return CredentialError(
             f"{description} could not reach its token endpoint: {_first_line(text)}",
             "check the authority host (AZURE_AUTHORITY_HOST / SPARK_AML_BRIDGE_AUTHORITY), the "

@@ -5,6 +5,7 @@ Plus ``relayed-token``: on a Spark executor, the token the driver handed over (s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,10 @@ from spark_aml_bridge.credentials.sources import (
 )
 
 RELAYED_TOKEN_ENV = "_SPARK_AML_BRIDGE_EXECUTOR_TOKEN"
+
+
+def _fingerprint(value: str | None) -> str:
+    return hashlib.sha256((value or "").encode()).hexdigest()[:16]
 
 
 def short_id(value: str | None) -> str:
@@ -59,7 +64,14 @@ def _service_principal(
             f"service principal {short_id(client_id)} (tenant {short_id(tenant_id)}) {origin}"
         ),
         source="service-principal" if origin != "from env" else "env",
-        cache_key=("sp", context.authority, tenant_id, client_id),
+        # A fingerprint, never the secret: a changed secret must not reuse the old tokens.
+        cache_key=(
+            "sp",
+            context.authority,
+            tenant_id,
+            client_id,
+            _fingerprint(secret or certificate_path),
+        ),
     )
 
 

@@ -39,7 +39,7 @@ class PlatformShim:
     def context_tags(self) -> dict[str, str]:
         """Tags every new MLflow run gets on this platform."""
         ctx = self.context()
-        tags = {"spark_aml_bridge.platform": ctx.platform}
+        tags = {"spark_aml_bridge.platform": ctx.platform, "spark_aml_bridge.role": ctx.role}
         tags.update({f"spark_aml_bridge.{k}": v for k, v in ctx.details.items() if v})
         return tags
 
