@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)
     emulator.set_defaults(func=_emulator)
 
+    init_script = commands.add_parser(
+        "init-script", help="print/write what a cluster or pool needs to track with no code"
+    )
+    init_script_platforms = init_script.add_subparsers(dest="platform", required=True)
+    submit = commands.add_parser("submit", help="submit a scheduled job carrying the settings")
+    submit_platforms = submit.add_subparsers(dest="platform", required=True)
+    # Platform modules add their subcommands here (one `add_*_commands` call each).
+    del init_script_platforms, submit_platforms
+
     demo = commands.add_parser(
         "demo", help="start the emulator and track a small training through connect()"
     )

@@ -1,0 +1,313 @@
+"""`python -m spark_aml_bridge.emulator`: run the local Azure ML workspace emulator.
+
+One process serves four loopback ports: the Entra ID authority, ARM, the workspace's MLflow
+endpoint (with the admin API) and a plain-HTTP MLflow UI. `DIR/emulator.json` appears once all
+of them answer and disappears on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from spark_aml_bridge.emulator.contract import ENV_FILE, INFO_FILE, LOG_FILE, PORTS_FILE
+from spark_aml_bridge.emulator.files import read_json, write_json, write_private
+from spark_aml_bridge.emulator.identity import REGION, Identity, load_or_create_identity
+
+SERVICES = ("authority", "arm", "workspace", "ui")
+
+_log = logging.getLogger("spark_aml_bridge.emulator")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spark-aml-bridge emulator",
+        description="Local stand-in for Entra ID, ARM and an Azure ML workspace's MLflow endpoint.",
+    )
+    parser.add_argument(
+        "--state-dir", required=True, help="where keys, the MLflow DB and emulator.json live"
+    )
+    parser.add_argument(
+        "--token-lifetime", type=int, default=3600, help="access token lifetime, seconds"
+    )
+    parser.add_argument("--subscription-id", help="default: a GUID persisted in the state dir")
+    parser.add_argument("--resource-group", help="default: rg-local")
+    parser.add_argument("--workspace-name", help="default: ws-local")
+    parser.add_argument(
+        "--no-query-limits",
+        action="store_true",
+        help="accept MLflow queries Azure ML rejects (LIKE/ILIKE/OR filters, ordering by "
+        "metrics/params/tags, experiment rename)",
+    )
+    parser.add_argument("--log-requests", action="store_true", help="log every HTTP request")
+    # Used by start_emulator(): a test run that dies must not leave a server behind.
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _running_pid(info_path: Path) -> int | None:
+    """The pid of a live emulator already serving this state dir, if any."""
+    try:
+        pid = int(read_json(info_path)["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def tracking_uri_for(workspace_url: str, identity: Identity) -> str:
+    """The form `az ml workspace show --query mlflow_tracking_uri` prints."""
+    from spark_aml_bridge.emulator.workspace import workspace_path
+
+    host = workspace_url.split("://", 1)[1]
+    return f"azureml://{host}{workspace_path(identity, 'v1.0')}"
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def build_info(
+    identity: Identity,
+    urls: dict[str, str],
+    ca_bundle: Path,
+    state_dir: Path,
+    token_lifetime: int,
+    mlflow_version: str,
+    query_limits: bool,
+) -> dict[str, Any]:
+    """The contents of emulator.json. Keys only ever get added, never renamed or removed."""
+    from spark_aml_bridge import __version__
+    from spark_aml_bridge.emulator.workspace import workspace_path
+
+    tracking_uri = tracking_uri_for(urls["workspace"], identity)
+    env = {
+        "SPARK_AML_BRIDGE_WORKSPACE": tracking_uri,
+        "AZURE_TENANT_ID": identity.tenant_id,
+        "AZURE_CLIENT_ID": identity.client_id,
+        "AZURE_CLIENT_SECRET": identity.client_secret,
+        "AZURE_AUTHORITY_HOST": urls["authority"],
+        "SPARK_AML_BRIDGE_CA_BUNDLE": str(ca_bundle),
+        "SPARK_AML_BRIDGE_ARM_ENDPOINT": urls["arm"],
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    }
+    return {
+        "tracking_uri": tracking_uri,
+        "workspace_url": urls["workspace"] + workspace_path(identity, "v2.0"),
+        "workspace_endpoint": urls["workspace"],
+        "workspace_arm_id": identity.workspace_arm_id,
+        "workspace_id": identity.workspace_id,
+        "subscription_id": identity.subscription_id,
+        "resource_group": identity.resource_group,
+        "workspace_name": identity.workspace_name,
+        "region": REGION,
+        "authority": urls["authority"],
+        "tenant_id": identity.tenant_id,
+        "client_id": identity.client_id,
+        "client_secret": identity.client_secret,
+        "managed_identity_endpoint": urls["authority"] + "/msi/token",
+        "managed_identity_header": identity.mi_header,
+        "managed_identity_client_id": identity.mi_client_id,
+        "ca_bundle": str(ca_bundle),
+        "arm_endpoint": urls["arm"],
+        "admin_url": urls["workspace"] + "/_emulator",
+        "admin_key": identity.admin_key,
+        "ui_url": urls["ui"] + "/",
+        "token_lifetime": token_lifetime,
+        "query_limits": query_limits,
+        "pid": os.getpid(),
+        "mlflow_version": mlflow_version,
+        "emulator_version": __version__,
+        "state_dir": str(state_dir),
+        "log_file": str(state_dir / LOG_FILE),
+        "env_file": str(state_dir / ENV_FILE),
+        "started_at": time.time(),
+        "env": env,
+        "env_lines": [f"export {key}={_shell_quote(value)}" for key, value in env.items()],
+    }
+
+
+class Emulator:
+    """All servers of one emulator instance; `start()` binds and serves, `stop()` undoes it."""
+
+    def __init__(self, args: argparse.Namespace, state_dir: Path) -> None:
+        self.args = args
+        self.state_dir = state_dir
+        self.servers: dict[str, Any] = {}
+        self.info: dict[str, Any] = {}
+
+    def _preferred_ports(self) -> dict[str, int]:
+        # Reusing last run's ports keeps exported tracking URIs valid across restarts.
+        path = self.state_dir / PORTS_FILE
+        try:
+            ports = read_json(path)
+            return {name: int(ports.get(name, 0)) for name in SERVICES}
+        except (OSError, ValueError, AttributeError):
+            return dict.fromkeys(SERVICES, 0)
+
+    def start(self) -> None:
+        # Imported here so that importing this module (the CLI does) stays cheap.
+        from spark_aml_bridge.emulator import query_limits
+        from spark_aml_bridge.emulator.admin import AdminApp
+        from spark_aml_bridge.emulator.arm import ArmApp
+        from spark_aml_bridge.emulator.authority import AuthorityApp
+        from spark_aml_bridge.emulator.faults import Faults
+        from spark_aml_bridge.emulator.httpd import EmulatorHTTPServer, bind_loopback
+        from spark_aml_bridge.emulator.mlflow_backend import load_mlflow_app
+        from spark_aml_bridge.emulator.stats import Stats
+        from spark_aml_bridge.emulator.tls import prepare_tls
+        from spark_aml_bridge.emulator.tokens import TokenService
+        from spark_aml_bridge.emulator.workspace import WorkspaceApp, discovery_document
+
+        args, state_dir = self.args, self.state_dir
+        identity = load_or_create_identity(
+            state_dir, args.subscription_id, args.resource_group, args.workspace_name
+        )
+        ca_bundle, tls = prepare_tls(state_dir)
+        tokens = TokenService(state_dir, identity, args.token_lifetime)
+        mlflow_app, mlflow_version = load_mlflow_app(state_dir)
+
+        preferred = self._preferred_ports()
+        sockets = {name: bind_loopback(preferred[name]) for name in SERVICES}
+        ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+        write_json(state_dir / PORTS_FILE, ports, mode=0o644)
+        urls = {
+            name: f"{'http' if name == 'ui' else 'https'}://127.0.0.1:{port}"
+            for name, port in ports.items()
+        }
+
+        stats, faults = Stats(), Faults()
+        tracking_uri = tracking_uri_for(urls["workspace"], identity)
+        workspace_url = urls["workspace"]
+        apps = {
+            "authority": AuthorityApp(urls["authority"], tokens, stats),
+            "arm": ArmApp(
+                identity,
+                tokens,
+                stats,
+                urls["authority"],
+                {"mlFlowTrackingUri": tracking_uri, "discoveryUrl": workspace_url + "/discovery"},
+            ),
+            "workspace": WorkspaceApp(
+                mlflow_app,
+                tokens,
+                faults,
+                stats,
+                AdminApp(identity.admin_key, faults, stats, tokens),
+                urls["authority"],
+                discovery_document(workspace_url, urls["ui"]),
+                None if args.no_query_limits else query_limits.check_request,
+            ),
+            # Plain HTTP, no auth, no prefix: the MLflow UI for the developer on this machine.
+            "ui": mlflow_app,
+        }
+        for name in SERVICES:
+            server = EmulatorHTTPServer(
+                sockets[name],
+                apps[name],
+                tls=None if name == "ui" else tls,
+                log_requests=args.log_requests,
+            )
+            server.start(f"emulator-{name}")
+            self.servers[name] = server
+        self.info = build_info(
+            identity,
+            urls,
+            ca_bundle,
+            state_dir,
+            args.token_lifetime,
+            mlflow_version,
+            not args.no_query_limits,
+        )
+        # Written last: their appearance means "ready".
+        env_text = "".join(line + "\n" for line in self.info["env_lines"])
+        write_private(state_dir / ENV_FILE, env_text.encode())
+        write_json(state_dir / INFO_FILE, self.info)
+
+    def stop(self) -> None:
+        for name in (INFO_FILE, ENV_FILE):
+            (self.state_dir / name).unlink(missing_ok=True)
+        # In parallel: each accept loop takes up to its poll interval to notice.
+        stoppers = [
+            threading.Thread(target=server.stop, name=f"stop-{name}")
+            for name, server in self.servers.items()
+        ]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
+        self.servers.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the emulator until SIGTERM or SIGINT. Returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    if args.token_lifetime < 1:
+        print("--token-lifetime must be at least 1 second", file=sys.stderr)
+        return 2
+    # Nothing here may reach outside the machine; MLflow 3 reads these at import.
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["DO_NOT_TRACK"] = "true"
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
+
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: stop.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    started = time.monotonic()
+    state_dir = Path(args.state_dir).expanduser().resolve()
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    other = _running_pid(state_dir / INFO_FILE)
+    if other is not None:
+        print(
+            f"An emulator (pid {other}) already serves {state_dir}. Stop it first, or pass "
+            "another --state-dir.",
+            file=sys.stderr,
+        )
+        return 1
+    emulator = Emulator(args, state_dir)
+    try:
+        emulator.start()
+        elapsed = time.monotonic() - started
+        info = emulator.info
+        print(
+            f"spark-aml-bridge emulator ready in {elapsed:.1f}s (pid {os.getpid()})\n"
+            f"  workspace  {info['tracking_uri']}\n"
+            f"  MLflow UI  {info['ui_url']}\n"
+            f"  settings   {state_dir / INFO_FILE}\n"
+            f"  shell      source {info['env_file']}",
+            flush=True,
+        )
+        _log.info("ready: %s", json.dumps({"startup_seconds": round(elapsed, 3)}))
+        parent = os.getppid()
+        while not stop.wait(0.5):
+            if args.exit_with_parent and os.getppid() != parent:
+                _log.info("parent process exited")
+                break
+        _log.info("stopping")
+        return 0
+    finally:
+        emulator.stop()
+        _log.info("stopped")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
