@@ -71,7 +71,10 @@ def main() -> int:
         _log_block(static_client, static_run, 50, 10**6)
         bridge_times, static_times = [], []
         for r in range(args.rounds):
-            order = [(bridge_client, bridge_run, bridge_times), (static_client, static_run, static_times)]
+            order = [
+                (bridge_client, bridge_run, bridge_times),
+                (static_client, static_run, static_times),
+            ]
             if r % 2:
                 order.reverse()
             for client, run_id, sink in order:

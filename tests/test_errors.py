@@ -98,7 +98,8 @@ def test_wrong_secret_is_named_without_echoing_it(use_emulator, monkeypatch, log
 
 def test_workspace_down_is_one_clear_error(use_emulator, monkeypatch, logs):
     info = use_emulator.info
-    down = info["tracking_uri"].replace(info["tracking_uri"].split("/")[2], f"127.0.0.1:{_closed_port()}")
+    host = info["tracking_uri"].split("/")[2]
+    down = info["tracking_uri"].replace(host, f"127.0.0.1:{_closed_port()}")
     with pytest.raises(WorkspaceUnreachableError) as raised:
         spark_aml_bridge.connect(down)
     assert "does not answer" in str(raised.value) and "Fix:" in str(raised.value)

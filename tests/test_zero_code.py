@@ -1,4 +1,4 @@
-"""A process with only MLFLOW_TRACKING_URI=azureml://… and the bridge's env tracks to the workspace."""
+"""Zero code: only MLFLOW_TRACKING_URI=azureml://… and the bridge's env; no import in user code."""
 
 from __future__ import annotations
 
