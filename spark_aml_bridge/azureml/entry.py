@@ -21,6 +21,12 @@ def registry_store(store_uri: str, tracking_uri: str | None = None) -> Any:
     return AzureMLRegistryStore(store_uri)
 
 
+def artifact_repository(artifact_uri: str, *args: Any, **kwargs: Any) -> Any:
+    from spark_aml_bridge.azureml.artifacts import AzureMLArtifactRepository
+
+    return AzureMLArtifactRepository(artifact_uri, *args, **kwargs)
+
+
 class WorkspaceAuthProvider:
     """MLflow request-auth provider named 'spark-aml-bridge' (see azureml/auth.py)."""
 

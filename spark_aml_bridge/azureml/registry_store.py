@@ -1,10 +1,24 @@
-"""The ``azureml`` model registry store: MLflow's stock registry REST under the workspace prefix."""
+"""The ``azureml`` model registry store: MLflow's stock registry REST under the workspace prefix.
+
+Operations Azure ML documents as unsupported fail here with one sentence saying so and what to
+do instead, rather than with whatever the service answers.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from mlflow.exceptions import MlflowException
 from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
 
 from spark_aml_bridge.azureml.tracking_store import workspace_host_creds
+
+
+def _unsupported(what: str, instead: str) -> MlflowException:
+    return MlflowException(
+        f"Azure ML's model registry does not support {what}; {instead}",
+        error_code="INVALID_PARAMETER_VALUE",
+    )
 
 
 class AzureMLRegistryStore(RegistryRestStore):
@@ -15,3 +29,14 @@ class AzureMLRegistryStore(RegistryRestStore):
         address = self.workspace_session.address
         creds = workspace_host_creds(address.rest_base, self.workspace_session.ca_bundle)
         super().__init__(lambda: creds)
+
+    def rename_registered_model(self, name: str, new_name: str) -> Any:
+        raise _unsupported(
+            "renaming registered models", "register the versions under the new name instead"
+        )
+
+    def delete_registered_model(self, name: str) -> Any:
+        raise _unsupported(
+            "deleting a whole registered model",
+            "delete each of its versions with MlflowClient().delete_model_version(name, version)",
+        )

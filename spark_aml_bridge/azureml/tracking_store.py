@@ -19,6 +19,7 @@ from mlflow.store.tracking.rest_store import RestStore
 from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 
 from spark_aml_bridge.azureml.auth import AUTH_PROVIDER_NAME
+from spark_aml_bridge.azureml.logged_models import ClientSideLoggedModels, run_id_for
 
 _log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def workspace_host_creds(rest_base: str, ca_bundle: str | None) -> MlflowHostCre
     return MlflowHostCreds(host=rest_base, auth=AUTH_PROVIDER_NAME, server_cert_path=ca_bundle)
 
 
-class AzureMLTrackingStore(RestStore):
+class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
     def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
         from spark_aml_bridge.session import session_for_store_uri
 
@@ -39,6 +40,85 @@ class AzureMLTrackingStore(RestStore):
         address = self.workspace_session.address
         creds = workspace_host_creds(address.rest_base, self.workspace_session.ca_bundle)
         super().__init__(lambda: creds)
+
+    # -- MLflow 3 logged models: the server's API where it has one, else client side ------------
+    _server_logged_models: bool | None = None
+
+    def _native_logged_models(self) -> bool:
+        if self._server_logged_models is None:
+            response = http_request(
+                self.get_host_creds(),
+                "/api/2.0/mlflow/logged-models/search",
+                "POST",
+                max_retries=0,
+                raise_on_status=False,
+                json={"experiment_ids": ["0"], "max_results": 1},
+            )
+            # AML answers 404 with an empty body: it has no logged-model API.
+            self._server_logged_models = response.status_code != 404
+        return self._server_logged_models
+
+    def create_logged_model(self, experiment_id: str, *args: Any, **kwargs: Any) -> Any:
+        if self._native_logged_models():
+            return super().create_logged_model(experiment_id, *args, **kwargs)
+        return self._lm_create(experiment_id, *args, **kwargs)
+
+    def log_logged_model_params(self, model_id: str, params: Any) -> None:
+        if self._native_logged_models():
+            return super().log_logged_model_params(model_id, params)
+        return self._lm_log_params(model_id, params)
+
+    def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> Any:
+        if self._native_logged_models():
+            return super().get_logged_model(model_id, allow_deleted)
+        return self._lm_get(model_id, allow_deleted)
+
+    def delete_logged_model(self, model_id: str) -> None:
+        if self._native_logged_models():
+            return super().delete_logged_model(model_id)
+        return self._lm_delete(model_id)
+
+    def search_logged_models(self, experiment_ids: list[str], *args: Any, **kwargs: Any) -> Any:
+        if self._native_logged_models():
+            return super().search_logged_models(experiment_ids, *args, **kwargs)
+        return self._lm_search(experiment_ids, *args, **kwargs)
+
+    def finalize_logged_model(self, model_id: str, status: Any) -> Any:
+        if self._native_logged_models():
+            return super().finalize_logged_model(model_id, status)
+        return self._lm_finalize(model_id, status)
+
+    def set_logged_model_tags(self, model_id: str, tags: Any) -> None:
+        if self._native_logged_models():
+            return super().set_logged_model_tags(model_id, tags)
+        return self._lm_set_tags(model_id, tags)
+
+    def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        if self._native_logged_models():
+            return super().delete_logged_model_tag(model_id, key)
+        return self._lm_delete_tag(model_id, key)
+
+    def log_outputs(self, run_id: str, models: Any) -> None:
+        if self._native_logged_models():
+            return super().log_outputs(run_id, models)
+        return self._lm_log_outputs(run_id, models)
+
+    def log_metric(self, run_id: str, metric: Any) -> None:
+        if getattr(metric, "model_id", None) and not self._native_logged_models():
+            return self.log_batch(run_id, metrics=[metric], params=[], tags=[])
+        return super().log_metric(run_id, metric)
+
+    def log_batch(self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = ()) -> None:
+        linked = [m for m in metrics or [] if getattr(m, "model_id", None)]
+        if linked and not self._native_logged_models():
+            # Without a server-side model API, model metrics also go to the model's run.
+            metrics = [_without_model(m) for m in metrics]
+            by_model: dict[str, list] = {}
+            for metric in linked:
+                by_model.setdefault(metric.model_id, []).append(_without_model(metric))
+            for model_id, model_metrics in by_model.items():
+                super().log_batch(run_id_for(model_id), metrics=model_metrics, params=[], tags=[])
+        return super().log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
     # -- experiments --------------------------------------------------------------------------
     def create_experiment(self, name: str, artifact_location: Any = None, tags: Any = None) -> str:
@@ -131,6 +211,12 @@ class AzureMLTrackingStore(RestStore):
                 continue
             return json.loads(verify_rest_response(response, endpoint).text)
         raise MlflowException(f"{endpoint} did not succeed after {attempts} attempts")
+
+
+def _without_model(metric: Any) -> Any:
+    from mlflow.entities import Metric
+
+    return Metric(metric.key, metric.value, metric.timestamp, metric.step)
 
 
 def _method_info() -> dict:

@@ -1,0 +1,309 @@
+"""The ``azureml`` artifact repository: AML's run-history artifact service plus blob SAS URLs.
+
+AML keeps run artifacts behind its run-history service: a batch-metadata call registers paths
+and returns a write SAS URL per path, the bytes go to Azure Storage with azure-storage-blob, and
+reads ask for a read SAS per path. Credentials come from the workspace session of the artifact
+URI's host, not from the current tracking URI, so a workspace run's artifacts stay readable
+after ``disconnect()`` or while MLflow tracks elsewhere. AML artifacts are write-once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import re
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from mlflow.entities import FileInfo
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from spark_aml_bridge.azureml.auth import bearer_auth
+
+_log = logging.getLogger(__name__)
+
+_RUN_ARTIFACTS = re.compile(
+    r"/experiments/(?P<experiment>[^/]+)/runs/(?P<run>[^/]+)/artifacts(?:/(?P<path>.*))?$"
+)
+BATCH_SIZE = int(os.environ.get("AZUREML_ARTIFACT_BATCH_SIZE", "50"))
+_UPLOAD_THREADS = 8
+_TIMEOUT = (15, 300)
+
+
+class WriteOnceError(MlflowException):
+    """AML run artifacts cannot be overwritten."""
+
+
+def _http() -> requests.Session:
+    session = requests.Session()
+    # Retry throttling and transient failures (Retry-After honoured); POST batch/metadata too,
+    # since AML's front door rejects it before applying it on 429/503.
+    retry = Retry(
+        total=6,
+        backoff_factor=0.5,
+        status_forcelist=(408, 429, 500, 502, 503, 504),
+        allowed_methods=None,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=16))
+    session.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=16))
+    return session
+
+
+_sessions = threading.local()
+
+
+def _thread_http() -> requests.Session:
+    http = getattr(_sessions, "http", None)
+    if http is None:
+        http = _sessions.http = _http()
+    return http
+
+
+class AzureMLArtifactRepository(ArtifactRepository):
+    """Run artifacts of an Azure ML workspace: ``azureml://…/experiments/E/runs/R/artifacts[/p]``."""
+
+    def __init__(self, artifact_uri: str, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(artifact_uri, *args, **kwargs)
+        except TypeError:  # MLflow 2 takes only the URI
+            super().__init__(artifact_uri)
+        from spark_aml_bridge.session import session_for_store_uri
+
+        match = _RUN_ARTIFACTS.search(artifact_uri.split("?", 1)[0])
+        if match is None:
+            raise MlflowException(
+                f"'{artifact_uri}' is not an Azure ML run artifact URI; expected "
+                "azureml://<host>/mlflow/v2.0/subscriptions/…/workspaces/<ws>/experiments/<id>/"
+                "runs/<run-id>/artifacts[/<path>]"
+            )
+        self.run_id = match.group("run")
+        self.experiment_id = match.group("experiment")
+        self._root = (match.group("path") or "").strip("/")
+        self._workspace = session_for_store_uri(artifact_uri)
+        address = self._workspace.address
+        self._base = (
+            f"{address.history_base}/experimentids/{quote(self.experiment_id)}"
+            f"/runs/{quote(self.run_id)}/artifacts"
+        )
+        self._verify: Any = self._workspace.ca_bundle or True
+        self._listing: list[str] | None = None  # memo while a download runs
+
+    # -- writing --------------------------------------------------------------------------------
+    def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
+        name = os.path.basename(local_file)
+        self._upload([(local_file, self._remote(artifact_path, name))])
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        pairs = []
+        for directory, _, files in os.walk(local_dir):
+            relative = os.path.relpath(directory, local_dir)
+            for name in files:
+                inner = name if relative == "." else posixpath.join(*relative.split(os.sep), name)
+                pairs.append((os.path.join(directory, name), self._remote(artifact_path, inner)))
+        self._upload(pairs)
+
+    def _remote(self, artifact_path: str | None, name: str) -> str:
+        parts = [p for p in (self._root, (artifact_path or "").strip("/"), name) if p]
+        path = posixpath.normpath(posixpath.join(*parts))
+        if path.startswith("..") or path.startswith("/"):
+            raise MlflowException(f"artifact path '{path}' leaves the run's artifact root")
+        return path
+
+    def _upload(self, pairs: list[tuple[str, str]]) -> None:
+        """Register paths in batches, then upload the bytes in parallel; all or an error."""
+        if not pairs:
+            return
+        jobs: list[tuple[str, str, str]] = []
+        for start in range(0, len(pairs), BATCH_SIZE):
+            batch = pairs[start : start + BATCH_SIZE]
+            targets = self._register([remote for _, remote in batch])
+            jobs.extend((local, remote, targets[remote]) for local, remote in batch)
+        if len(jobs) == 1:
+            self._put_blob(*jobs[0])
+            return
+        with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(jobs))) as pool:
+            for future in [pool.submit(self._put_blob, *job) for job in jobs]:
+                future.result()  # the first failure is raised: never a silent partial upload
+
+    def _register(self, paths: list[str]) -> dict[str, str]:
+        body = {"paths": [{"path": p} for p in paths]}
+        answer = self._call("POST", "/batch/metadata", json=body)
+        errors = answer.get("errors") or {}
+        if errors:
+            conflicts = [p for p, e in errors.items() if "already exists" in _error_text(e)]
+            if conflicts:
+                raise WriteOnceError(
+                    f"Azure ML run artifacts are write-once: {', '.join(conflicts[:5])}"
+                    f"{' …' if len(conflicts) > 5 else ''} already exist(s) in run {self.run_id}. "
+                    "Log under another artifact path, or in a new run."
+                )
+            first = next(iter(errors.items()))
+            raise MlflowException(
+                f"the workspace refused artifact '{first[0]}': {_error_text(first[1])}"
+            )
+        content = answer.get("artifactContentInformation") or {}
+        missing = [p for p in paths if not (content.get(p) or {}).get("contentUri")]
+        if missing:
+            raise MlflowException(f"the workspace returned no upload URL for {missing[:3]}")
+        return {p: content[p]["contentUri"] for p in paths}
+
+    def _put_blob(self, local_file: str, remote: str, content_uri: str) -> None:
+        from azure.core.exceptions import ClientAuthenticationError, ResourceExistsError
+
+        blob = self._blob(content_uri)
+        try:
+            with open(local_file, "rb") as stream:
+                blob.upload_blob(
+                    stream,
+                    length=os.path.getsize(local_file),
+                    overwrite=False,  # If-None-Match: *, as AML's own client does
+                    max_concurrency=4,
+                )
+        except ResourceExistsError:
+            raise WriteOnceError(
+                f"Azure ML run artifacts are write-once: '{remote}' already exists in run "
+                f"{self.run_id}. Log under another artifact path, or in a new run."
+            ) from None
+        except ClientAuthenticationError as exc:
+            raise MlflowException(
+                f"uploading '{remote}' was refused by storage ({_first_line(exc)}); the upload URL "
+                "may have expired — log the artifact again under a new path"
+            ) from None
+
+    # -- reading --------------------------------------------------------------------------------
+    def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
+        wanted = self._full(path)
+        prefix = f"{wanted}/" if wanted else ""
+        children: dict[str, bool] = {}
+        for full in self._all_paths():
+            if prefix and not full.startswith(prefix):
+                continue
+            rest = full[len(prefix) :]
+            if not rest:
+                continue
+            head, sep, _ = rest.partition("/")
+            children[head] = children.get(head, False) or bool(sep)
+        base = (path or "").strip("/")
+        return [
+            FileInfo(posixpath.join(base, name) if base else name, is_dir, None)
+            for name, is_dir in sorted(children.items())
+        ]
+
+    def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
+        self._listing = list(self._all_paths())
+        try:
+            return super().download_artifacts(artifact_path, dst_path)
+        finally:
+            self._listing = None
+
+    def _download_file(self, remote_file_path: str, local_path: str) -> None:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        remote = self._full(remote_file_path)
+        for attempt in (1, 2):
+            uri = self._content_uri(remote)
+            try:
+                with open(local_path, "wb") as out:
+                    self._blob(uri).download_blob(max_concurrency=4).readinto(out)
+                return
+            except ClientAuthenticationError:
+                if attempt == 2:
+                    raise
+                _log.info(
+                    "read URL for '%s' was refused (expired?); asking for a fresh one", remote
+                )
+
+    def delete_artifacts(self, artifact_path: str | None = None) -> None:
+        raise MlflowException(
+            "Azure ML does not support deleting run artifacts (they are write-once); delete the "
+            "run instead"
+        )
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _full(self, path: str | None) -> str:
+        parts = [p for p in (self._root, (path or "").strip("/")) if p]
+        return posixpath.join(*parts) if parts else ""
+
+    def _all_paths(self) -> Iterator[str]:
+        if self._listing is not None:
+            yield from self._listing
+            return
+        token: str | None = None
+        while True:
+            params = {"continuationToken": token} if token else None
+            page = self._call("GET", "", params=params)
+            for artifact in page.get("value") or []:
+                yield artifact["path"]
+            token = page.get("continuationToken")
+            if not token:
+                return
+
+    def _content_uri(self, remote: str) -> str:
+        try:
+            info = self._call("GET", "/contentinfo", params={"path": remote})
+        except MlflowException as exc:
+            if "404" not in str(exc):
+                raise
+            available = sorted(self._all_paths())[:10]
+            raise MlflowException(
+                f"File with path {remote} was not found in run {self.run_id}; available files "
+                f"include: {', '.join(available) or 'none'}",
+                error_code="RESOURCE_DOES_NOT_EXIST",
+            ) from None
+        return info["contentUri"]
+
+    def _blob(self, content_uri: str) -> Any:
+        from azure.storage.blob import BlobClient
+
+        return BlobClient.from_blob_url(content_uri, connection_verify=self._verify)
+
+    def _call(self, method: str, suffix: str, **kwargs: Any) -> dict[str, Any]:
+        url = self._base + suffix
+        try:
+            response = _thread_http().request(
+                method, url, auth=bearer_auth(), verify=self._verify, timeout=_TIMEOUT, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise MlflowException(
+                f"the workspace's artifact service did not answer: {_first_line(exc)}"
+            ) from None
+        if response.status_code == 404:
+            raise MlflowException(
+                f"404 from the artifact service for run {self.run_id}: {_body_message(response)}",
+                error_code="RESOURCE_DOES_NOT_EXIST",
+            )
+        if response.status_code >= 400:
+            raise MlflowException(
+                f"the workspace's artifact service answered HTTP {response.status_code}: "
+                f"{_body_message(response)}"
+            )
+        return response.json()
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        inner = error.get("error") if isinstance(error.get("error"), dict) else error
+        return f"{inner.get('code', '')}: {inner.get('message', '')}".strip(": ")
+    return str(error)
+
+
+def _body_message(response: requests.Response) -> str:
+    try:
+        return _error_text(response.json())[:300]
+    except ValueError:
+        return (response.text or "")[:200]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

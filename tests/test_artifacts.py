@@ -1,0 +1,115 @@
+"""Run artifacts through AML's artifact service and blob SAS URLs, with unchanged MLflow calls."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import mlflow
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import spark_aml_bridge
+
+
+@pytest.fixture
+def run(use_emulator):
+    spark_aml_bridge.connect()
+    mlflow.set_experiment(f"artifacts-{uuid.uuid4().hex[:8]}")
+    with mlflow.start_run() as active:
+        yield active
+
+
+def test_runs_get_azureml_artifact_uris(run):
+    uri = run.info.artifact_uri
+    assert uri.startswith("azureml://127.0.0.1:") and uri.endswith(f"/runs/{run.info.run_id}/artifacts")
+
+
+def test_files_directories_and_listing_round_trip(run, tmp_path):
+    source = tmp_path / "src"
+    (source / "nested" / "deeper").mkdir(parents=True)
+    payloads = {
+        "binary.bin": bytes(range(256)) * 1000,
+        "empty.txt": b"",
+        "nested/ünïcödé name.txt": "grüße".encode(),
+        "nested/deeper/data.csv": b"a,b\n1,2\n",
+    }
+    for name, data in payloads.items():
+        (source / name).write_bytes(data)
+    mlflow.log_artifacts(str(source), artifact_path="bundle")
+    mlflow.log_text("hello", "notes/readme.txt")
+    mlflow.log_dict({"k": [1, 2]}, "config.json")
+
+    client = MlflowClient()
+    run_id = run.info.run_id
+    top = {(f.path, f.is_dir) for f in client.list_artifacts(run_id)}
+    assert top == {("bundle", True), ("notes", True), ("config.json", False)}
+    nested = {(f.path, f.is_dir) for f in client.list_artifacts(run_id, "bundle/nested")}
+    assert nested == {("bundle/nested/deeper", True), ("bundle/nested/ünïcödé name.txt", False)}
+
+    local = client.download_artifacts(run_id, "bundle", str(tmp_path))
+    for name, data in payloads.items():
+        assert (tmp_path / "bundle" / name).read_bytes() == data
+    assert local == str(tmp_path / "bundle")
+    one = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="bundle/binary.bin")
+    assert open(one, "rb").read() == payloads["binary.bin"]
+    assert mlflow.artifacts.load_text(f"{run.info.artifact_uri}/notes/readme.txt") == "hello"
+    assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/config.json") == {"k": [1, 2]}
+
+
+def test_a_large_file_goes_up_in_blocks_and_comes_back_exactly(run, tmp_path):
+    big = tmp_path / "big.bin"
+    chunk = os.urandom(1024 * 1024)
+    with open(big, "wb") as out:
+        for i in range(50):
+            out.write(chunk[i:] + chunk[:i])
+    mlflow.log_artifact(str(big), "large")
+    back = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="large/big.bin", dst_path=str(tmp_path / "out")
+    )
+    assert os.path.getsize(back) == 50 * 1024 * 1024
+    assert open(back, "rb").read() == big.read_bytes()
+
+
+def test_a_thousand_small_files(run, tmp_path):
+    source = tmp_path / "many"
+    source.mkdir()
+    for i in range(1000):
+        (source / f"f{i:04d}.txt").write_text(f"file {i}")
+    mlflow.log_artifacts(str(source), "many")
+    listed = MlflowClient().list_artifacts(run.info.run_id, "many")
+    assert len(listed) == 1000
+    back = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="many", dst_path=str(tmp_path / "back")
+    )
+    assert sorted(os.listdir(back)) == sorted(os.listdir(source))
+    assert open(os.path.join(back, "f0999.txt")).read() == "file 999"
+
+
+def test_writing_the_same_path_twice_names_the_write_once_rule(run, tmp_path):
+    path = tmp_path / "once.txt"
+    path.write_text("first")
+    mlflow.log_artifact(str(path))
+    path.write_text("second")
+    with pytest.raises(MlflowException, match="write-once"):
+        mlflow.log_artifact(str(path))
+    assert mlflow.artifacts.load_text(f"{run.info.artifact_uri}/once.txt") == "first"
+
+
+def test_artifacts_stay_readable_after_disconnect(run, tmp_path):
+    mlflow.log_text("kept", "kept.txt")
+    uri = f"{run.info.artifact_uri}/kept.txt"
+    mlflow.end_run()
+    spark_aml_bridge.disconnect()
+    mlflow.set_tracking_uri(f"file://{tmp_path}/elsewhere")
+    try:
+        assert mlflow.artifacts.load_text(uri) == "kept"
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_blob_unavailability_is_retried(run, use_emulator, tmp_path):
+    use_emulator.inject_faults(status=503, count=2, retry_after=0, path_contains="dcid.")
+    mlflow.log_text("after a storm", "storm.txt")
+    assert mlflow.artifacts.load_text(f"{run.info.artifact_uri}/storm.txt") == "after a storm"
