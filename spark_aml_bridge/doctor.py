@@ -46,6 +46,7 @@ def run_checks(settings: dict[str, Any] | None = None) -> list[Check]:
     check, _ = _attempt("mlflow", _mlflow_version)
     checks.append(check)
     checks.extend(_plugin_checks())
+    checks.extend(_model_format_note())
 
     state: dict[str, Any] = {}
 
@@ -79,6 +80,26 @@ def _mlflow_version() -> str:
 
     mlflow = require_mlflow()
     return f"MLflow {mlflow.__version__}"
+
+
+def _model_format_note() -> list[Check]:
+    try:
+        import mlflow
+        from packaging.version import Version
+    except ImportError:
+        return []
+    if Version(mlflow.__version__) < Version("3.14"):
+        return []
+    return [
+        Check(
+            "sklearn model format",
+            True,
+            f"MLflow {mlflow.__version__} saves sklearn models with skops outside Databricks; "
+            "skops refuses pipelines holding e.g. XGBoost estimators",
+            fix="pass serialization_format='cloudpickle' to mlflow.sklearn.log_model for those",
+            warning=True,
+        )
+    ]
 
 
 def _plugin_checks() -> list[Check]:

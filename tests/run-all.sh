@@ -25,6 +25,9 @@ echo "== ruff"
 echo "== tests on MLflow 3"
 "$VENVS/mlflow3/bin/python" -m pytest -p no:cacheprovider "$@"
 
+echo "== install checks: over a runtime's full mlflow 2.12 and over mlflow-skinny 3"
+SPARK_AML_BRIDGE_INSTALL_CHECKS=1 "$VENVS/mlflow3/bin/python" -m pytest -p no:cacheprovider tests/install
+
 echo "== environment: MLflow 2.22, PySpark 3.5"
 # mlflow 2.22's server needs SQLAlchemy < 2.1 (see shared/reference/verified-here.md)
 make_env mlflow2 "mlflow==2.22.*" "sqlalchemy<2.1" "pyspark==3.5.*"
