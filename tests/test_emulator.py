@@ -32,7 +32,7 @@ from spark_aml_bridge.emulator.contract import SIGNING_KEY_FILE
 
 ARM_SCOPE = "https://management.azure.com/.default"
 STARTUP_TIMEOUT = 180  # generous: a loaded 2-core machine imports MLflow slowly
-SHORT_LIFETIME = 6
+SHORT_LIFETIME = 4  # the session fixture short_token_emulator
 
 INFO_KEYS = {
     "tracking_uri",
@@ -79,29 +79,17 @@ def _start(state_dir, **kwargs) -> tuple[EmulatorProcess, float]:
     return handle, time.monotonic() - started
 
 
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory):
-    handle, seconds = _start(tmp_path_factory.mktemp("emu"))
-    version = handle.info["mlflow_version"]
-    print(f"\nemulator startup (new state dir): {seconds:.2f} s, MLflow {version}")
-    yield handle
-    handle.stop()
+@pytest.fixture
+def emu(emulator: EmulatorProcess):
+    """The session's emulator (tests/conftest.py), started once per test session."""
+    yield emulator
+    emulator.reset()  # faults, outages and revocations never leak into the next test
 
 
-@pytest.fixture(scope="module")
-def short_emu(tmp_path_factory: pytest.TempPathFactory):
-    handle, _ = _start(tmp_path_factory.mktemp("emu-short"), token_lifetime=SHORT_LIFETIME)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(autouse=True)
-def _normal_service(request: pytest.FixtureRequest):
-    """Faults, outages and revocations never leak from one test into the next."""
-    yield
-    for name in ("emu", "short_emu"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name).reset()
+@pytest.fixture
+def short_emu(short_token_emulator: EmulatorProcess):
+    yield short_token_emulator
+    short_token_emulator.reset()
 
 
 def fetch_token(emu: EmulatorProcess, scope: str = ARM_SCOPE) -> str:
