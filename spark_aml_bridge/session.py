@@ -35,6 +35,8 @@ class WorkspaceSession:
     tokens: TokenCache
     ca_bundle: str | None
     authority: str
+    # Whether the workspace has MLflow 3's logged-model API (AML answers 404): None = not asked.
+    native_logged_models: bool | None = None
 
     @property
     def tracking_uri(self) -> str:

@@ -23,7 +23,9 @@ def run(use_emulator):
 
 def test_runs_get_azureml_artifact_uris(run):
     uri = run.info.artifact_uri
-    assert uri.startswith("azureml://127.0.0.1:") and uri.endswith(f"/runs/{run.info.run_id}/artifacts")
+    assert uri.startswith("azureml://127.0.0.1:") and uri.endswith(
+        f"/runs/{run.info.run_id}/artifacts"
+    )
 
 
 def test_files_directories_and_listing_round_trip(run, tmp_path):

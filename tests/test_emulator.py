@@ -536,8 +536,12 @@ def test_stock_mlflow_client_tracks_through_the_workspace(mlflow_at, emu, versio
 
 
 def test_artifacts_round_trip_under_the_prefix(mlflow_at, tmp_path):
+    # Runs get azureml:// artifact URIs (the run-history service, test_emulator_artifacts.py);
+    # MLflow's own artifact proxy still answers under the prefix for an explicit location.
     mlflow_at()
-    mlflow.set_experiment(f"artifacts-{uuid.uuid4().hex[:6]}")
+    name = f"artifacts-{uuid.uuid4().hex[:6]}"
+    mlflow.create_experiment(name, artifact_location=f"mlflow-artifacts:/{name}")
+    mlflow.set_experiment(name)
     with mlflow.start_run() as run:
         mlflow.log_text("hello", "notes/hello.txt")
     downloaded = mlflow.artifacts.download_artifacts(

@@ -263,9 +263,13 @@ class AzureMLArtifactRepository(ArtifactRepository):
         return info["contentUri"]
 
     def _blob(self, content_uri: str) -> Any:
-        from azure.storage.blob import BlobClient
+        from azure.storage.blob import BlobClient, ExponentialRetry
 
-        return BlobClient.from_blob_url(content_uri, connection_verify=self._verify)
+        # The SDK's default first retry waits ~15 s; storage hiccups deserve quicker retries.
+        retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=6)
+        return BlobClient.from_blob_url(
+            content_uri, connection_verify=self._verify, retry_policy=retry
+        )
 
     def _call(self, method: str, suffix: str, **kwargs: Any) -> dict[str, Any]:
         url = self._base + suffix

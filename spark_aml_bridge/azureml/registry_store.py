@@ -30,6 +30,38 @@ class AzureMLRegistryStore(RegistryRestStore):
         creds = workspace_host_creds(address.rest_base, self.workspace_session.ca_bundle)
         super().__init__(lambda: creds)
 
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str | None = None,
+        tags: Any = None,
+        run_link: str | None = None,
+        description: str | None = None,
+        local_model_path: str | None = None,
+        model_id: str | None = None,
+    ) -> Any:
+        if not model_id and isinstance(source, str) and source.startswith("models:/m-"):
+            model_id = source[len("models:/") :].split("/", 1)[0]
+        kwargs: dict[str, Any] = {}
+        if model_id:
+            model = self._client_side_logged_model(model_id)
+            if model is None:
+                kwargs["model_id"] = model_id  # the workspace knows logged models itself
+            else:
+                # The workspace has no logged models: register the model's files by location.
+                source, run_id = model.artifact_location, run_id or model.source_run_id
+        return super().create_model_version(
+            name, source, run_id, tags, run_link, description, local_model_path, **kwargs
+        )
+
+    def _client_side_logged_model(self, model_id: str) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        session = self.workspace_session
+        model = MlflowClient(tracking_uri=session.tracking_uri).get_logged_model(model_id)
+        return model if session.native_logged_models is False else None
+
     def rename_registered_model(self, name: str, new_name: str) -> Any:
         raise _unsupported(
             "renaming registered models", "register the versions under the new name instead"

@@ -42,10 +42,9 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
         super().__init__(lambda: creds)
 
     # -- MLflow 3 logged models: the server's API where it has one, else client side ------------
-    _server_logged_models: bool | None = None
-
     def _native_logged_models(self) -> bool:
-        if self._server_logged_models is None:
+        session = self.workspace_session
+        if session.native_logged_models is None:
             response = http_request(
                 self.get_host_creds(),
                 "/api/2.0/mlflow/logged-models/search",
@@ -55,8 +54,8 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
                 json={"experiment_ids": ["0"], "max_results": 1},
             )
             # AML answers 404 with an empty body: it has no logged-model API.
-            self._server_logged_models = response.status_code != 404
-        return self._server_logged_models
+            session.native_logged_models = response.status_code != 404
+        return session.native_logged_models
 
     def create_logged_model(self, experiment_id: str, *args: Any, **kwargs: Any) -> Any:
         if self._native_logged_models():

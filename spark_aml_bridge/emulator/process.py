@@ -174,11 +174,18 @@ def start_emulator(
     timeout: float = 60,
     env: dict[str, str] | None = None,
     extra_args: list[str] | None = None,
+    *,
+    sas_lifetime: int | None = None,
+    artifact_page_size: int | None = None,
+    blob_backend: str | None = None,
+    azurite_url: str | None = None,
+    azurite_key: str | None = None,
 ) -> EmulatorProcess:
     """Launch `python -m spark_aml_bridge.emulator` and wait until its workspace answers.
 
     Output goes to `<state_dir>/emulator.log`. The emulator exits by itself if this process
-    dies, so a crashed test run leaves no server behind.
+    dies, so a crashed test run leaves no server behind. `blob_backend="azurite"` with
+    `azurite_url` (e.g. `start_azurite(dir).url`) keeps run artifacts in that Azurite.
     """
     state = Path(state_dir).expanduser().resolve()
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -200,8 +207,18 @@ def start_emulator(
         "--token-lifetime",
         str(token_lifetime),
         "--exit-with-parent",
-        *(extra_args or []),
     ]
+    options = {
+        "--sas-lifetime": sas_lifetime,
+        "--artifact-page-size": artifact_page_size,
+        "--blob-backend": blob_backend,
+        "--azurite-blob-url": azurite_url,
+        "--azurite-account-key": azurite_key,
+    }
+    for flag, value in options.items():
+        if value is not None:
+            command += [flag, str(value)]
+    command += extra_args or []
     log_path = state / LOG_FILE
     with log_path.open("ab") as log:
         log_start = log.tell()

@@ -14,6 +14,8 @@ class Stats:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._routes: Counter[str] = Counter()
+        # Per-service request counters: "history_requests", "blob_requests".
+        self._groups: dict[str, Counter[str]] = {}
 
     def count(self, name: str) -> None:
         with self._lock:
@@ -23,15 +25,21 @@ class Stats:
         with self._lock:
             self._routes[f"{method} {route}"] += 1
 
+    def count_in(self, group: str, key: str) -> None:
+        with self._lock:
+            self._groups.setdefault(group, Counter())[key] += 1
+
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
             self._routes.clear()
+            self._groups.clear()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             counts = dict(self._counts)
             routes = dict(self._routes)
+            groups = {name: dict(counter) for name, counter in self._groups.items()}
         grants = {
             "client_credentials": counts.get("token.client_credentials", 0),
             "managed_identity": counts.get("token.managed_identity", 0),
@@ -47,4 +55,11 @@ class Stats:
             "faults_injected": counts.get("faults_injected", 0),
             "arm_requests": counts.get("arm_requests", 0),
             "arm_auth_failures": counts.get("arm_auth_failures", 0),
+            # Run-history artifact service (workspace port) by "METHOD route", and the blob
+            # endpoint by operation (PutBlob, PutBlock, PutBlockList, GetBlob, ...).
+            "history_requests": groups.get("history_requests", {}),
+            "history_requests_total": sum(groups.get("history_requests", {}).values()),
+            "blob_requests": groups.get("blob_requests", {}),
+            "blob_requests_total": sum(groups.get("blob_requests", {}).values()),
+            "blob_auth_failures": counts.get("blob_auth_failures", 0),
         }

@@ -2,6 +2,8 @@
 
 Requests under `/mlflow/v{1,2}.0/subscriptions/.../workspaces/{ws}` are authenticated, counted,
 possibly faulted, and handed to MLflow's Flask app with the prefix moved to SCRIPT_NAME.
+Requests under `/history/v1.0/subscriptions/.../workspaces/{ws}` (the run-history artifact
+service, history.py) pass the same front door: outage, bearer check, workspace check, faults.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from werkzeug.wrappers import Response
 from spark_aml_bridge.emulator.admin import AdminApp
 from spark_aml_bridge.emulator.contract import ADMIN_PREFIX
 from spark_aml_bridge.emulator.faults import Fault, Faults
+from spark_aml_bridge.emulator.history import HISTORY_PREFIX
 from spark_aml_bridge.emulator.identity import Identity
 from spark_aml_bridge.emulator.responses import aml_error, json_response
 from spark_aml_bridge.emulator.stats import Stats
@@ -72,6 +75,7 @@ class WorkspaceApp:
         authority_url: str,
         discovery: dict[str, str],
         request_check: Callable[[str, str, dict[str, Any]], Response | None] | None = None,
+        history: WSGIApp | None = None,
     ) -> None:
         self.mlflow_app = mlflow_app
         self.tokens = tokens
@@ -82,6 +86,7 @@ class WorkspaceApp:
         self.authority_url = authority_url
         self.discovery = discovery
         self.request_check = request_check
+        self.history = history
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -89,6 +94,13 @@ class WorkspaceApp:
             return self.admin(environ, start_response)
         if path == "/discovery":
             return json_response(self.discovery)(environ, start_response)
+        if self.history is not None:
+            history = HISTORY_PREFIX.match(path)
+            if history:
+                # Faults match the whole path here, so `path_contains="/history/"` targets them.
+                method = environ["REQUEST_METHOD"]
+                app = self._front_door(environ, history, path, method, lambda: self.history)
+                return app(environ, start_response)
         match = WORKSPACE_PREFIX.match(path)
         if not match:
             return aml_error(404, f"No route matches '{path}'.", "NotFound")(
@@ -101,9 +113,19 @@ class WorkspaceApp:
         return app(environ, start_response)
 
     def _front_door(
-        self, environ: dict[str, Any], match: re.Match[str], route: str, method: str
+        self,
+        environ: dict[str, Any],
+        match: re.Match[str],
+        route: str,
+        method: str,
+        backend: Callable[[], WSGIApp] | None = None,
     ) -> WSGIApp:
         """What answers this workspace request, in the service's order of checks."""
+        if backend is None:
+
+            def backend() -> WSGIApp:
+                return self._backend(environ, match, route, method)
+
         if self.faults.in_outage():
             return aml_error(
                 503,
@@ -127,9 +149,9 @@ class WorkspaceApp:
         if fault is not None:
             self.stats.count("faults_injected")
             if fault.when == "after":
-                _run_to_completion(self._backend(environ, match, route, method), environ)
+                _run_to_completion(backend(), environ)
             return _fault_response(fault)
-        return self._backend(environ, match, route, method)
+        return backend()
 
     def _backend(
         self, environ: dict[str, Any], match: re.Match[str], route: str, method: str
