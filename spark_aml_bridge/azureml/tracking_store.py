@@ -20,6 +20,7 @@ from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 
 from spark_aml_bridge.azureml.auth import AUTH_PROVIDER_NAME
 from spark_aml_bridge.azureml.logged_models import ClientSideLoggedModels, run_id_for
+from spark_aml_bridge.errors import BridgeError
 
 _log = logging.getLogger(__name__)
 
@@ -200,8 +201,9 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
                     raise_on_status=False,
                     json=body,
                 )
-            except MlflowException:
-                if last_try:
+            except MlflowException as exc:
+                # A refusal (401 after refresh, 403) is final: retrying cannot grant access.
+                if last_try or isinstance(exc.__context__, BridgeError):
                     raise
                 time.sleep(min(backoff * 2**attempt, 60))
                 continue
