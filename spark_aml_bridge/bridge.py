@@ -39,6 +39,8 @@ class Bridge:
     _saved: _SavedState
     _executors: ExecutorLink | None = None
     _settings_key: tuple[Any, ...] = ()
+    # mode="dual": both sides and the mirror's state (spark_aml_bridge.dual.wiring.DualHandle).
+    dual: Any = None
 
     @property
     def workspace(self) -> WorkspaceAddress:
@@ -46,7 +48,11 @@ class Bridge:
 
     @property
     def tracking_uri(self) -> str:
-        return self.session.tracking_uri
+        return self.dual.tracking_uri if self.dual is not None else self.session.tracking_uri
+
+    @property
+    def registry_uri(self) -> str:
+        return self.dual.registry_uri if self.dual is not None else self.session.tracking_uri
 
     @property
     def identity(self) -> str:
@@ -126,25 +132,40 @@ def connect(
     key = _settings_key(config, credential)
     with _lock:
         if _current is not None and _current._settings_key == key:
-            _point_mlflow(mlflow, _current.tracking_uri)
+            _point_mlflow(mlflow, _current.tracking_uri, _current.registry_uri)
             return _current
         if _current is not None:
             disconnect()
         platform = detect_platform()
+        platform.check_config(config)
         session = open_session(config, platform)
         from spark_aml_bridge.azureml.ownership import ensure_our_plugins
 
         ensure_our_plugins()
+        dual = None
+        if config.mode == "dual":
+            from spark_aml_bridge.dual.wiring import dual_tracking
+
+            dual = dual_tracking(config, platform, session)
         saved = _save_state()
-        _point_mlflow(mlflow, session.tracking_uri)
+        if dual is not None:
+            _point_mlflow(mlflow, dual.tracking_uri, dual.registry_uri)
+        else:
+            _point_mlflow(mlflow, session.tracking_uri)
         for name, value in config.to_env().items():
             saved.environ.setdefault(name, os.environ.get(name))
             os.environ[name] = value
         bridge = Bridge(session, platform.context(), config.mode, saved, _settings_key=key)
+        bridge.dual = dual
         if config.executors:
             from spark_aml_bridge.spark import link_executors
 
             bridge._executors = link_executors(session)
+        if dual is not None:
+            from spark_aml_bridge.dual.wiring import extend_executor_env, start
+
+            extend_executor_env(bridge._executors, {"MLFLOW_TRACKING_URI": dual.tracking_uri})
+            start(dual)
         _current = bridge
         return bridge
 
@@ -192,6 +213,6 @@ def _save_state() -> _SavedState:
     return saved
 
 
-def _point_mlflow(mlflow: Any, uri: str) -> None:
+def _point_mlflow(mlflow: Any, uri: str, registry_uri: str | None = None) -> None:
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    mlflow.set_registry_uri(registry_uri or uri)

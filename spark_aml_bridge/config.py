@@ -104,10 +104,114 @@ SETTINGS: tuple[Setting, ...] = (
         for_executors=False,
     ),
     Setting("client_certificate_path", "a PEM/PFX certificate file for the service principal"),
+    # Synapse/Fabric: where the service principal's secret lives. Names only, never the value.
+    Setting(
+        "key_vault",
+        "the Key Vault (name, or https://<name>.vault.azure.net/ URL) holding the service "
+        "principal's secret, read with the notebook utilities' getSecret (Synapse/Fabric)",
+        for_executors=False,
+    ),
+    Setting(
+        "key_vault_linked_service",
+        "the Synapse linked service to that Key Vault (read with the workspace managed identity "
+        "through getSecretWithLS)",
+        for_executors=False,
+    ),
+    Setting(
+        "client_secret_name",
+        "the name of the Key Vault secret holding the service principal's client secret",
+        for_executors=False,
+    ),
+    # Databricks: where the service principal's secret lives. Names only, never the value.
+    Setting(
+        "databricks_secret_scope",
+        "the Databricks secret scope holding the service principal's client secret (read on the "
+        "driver with dbutils.secrets.get)",
+        for_executors=False,
+    ),
+    Setting(
+        "databricks_secret_key",
+        "the key, in that secret scope, of the service principal's client secret",
+        default="azure-client-secret",
+        for_executors=False,
+    ),
+    Setting(
+        "databricks_tenant_id_key",
+        "optional key, in that secret scope, holding the tenant id (else tenant_id / "
+        "AZURE_TENANT_ID)",
+        for_executors=False,
+    ),
+    Setting(
+        "databricks_client_id_key",
+        "optional key, in that secret scope, holding the client id (else client_id / "
+        "AZURE_CLIENT_ID)",
+        for_executors=False,
+    ),
+    Setting(
+        "databricks_service_credential",
+        "the name of a Unity Catalog service credential (an access connector's managed identity) "
+        "to get workspace tokens with, on the driver and in Spark executors",
+    ),
     Setting("authority", "the Azure AD authority host (default: the cloud's)"),
     Setting("arm_endpoint", "the Azure Resource Manager endpoint (default: the cloud's)"),
     Setting("ca_bundle", "a CA bundle file trusted for the workspace, ARM and the authority"),
-    Setting("mode", "the tracking mode", default="workspace", choices=("workspace",)),
+    Setting(
+        "mode",
+        "the tracking mode: workspace (track to the workspace), or dual (track to a primary and "
+        "mirror every write to a second tracking server; see the dual_* settings)",
+        default="workspace",
+        choices=("workspace", "dual"),
+    ),
+    # Dual tracking (mode=dual).
+    Setting(
+        "dual_primary",
+        "dual mode: the side reads come from and whose ids code sees: native (the platform's own "
+        "MLflow tracking), workspace, or any MLflow tracking URI",
+        default="native",
+    ),
+    Setting(
+        "dual_mirror",
+        "dual mode: the side every write is copied to: workspace, native, or any MLflow tracking "
+        "URI",
+        default="workspace",
+    ),
+    Setting(
+        "dual_spool_dir",
+        "dual mode: local directory of the mirror's durable spool (default: the platform's local "
+        "disk, else ~/.cache/spark-aml-bridge/spool)",
+    ),
+    Setting(
+        "dual_strict",
+        "dual mode: true to write the mirror synchronously and raise when it fails",
+        default=False,
+        parse=_parse_bool,
+    ),
+    Setting(
+        "dual_experiment_names",
+        "dual mode: mirror experiment names: auto (/Users/a/b/exp -> exp), basename, identity, "
+        "prefix:<text>, or a JSON object of exact names",
+        default="auto",
+    ),
+    Setting(
+        "dual_mirror_registry",
+        "dual mode: true to also register models (and their versions) in the mirror's registry",
+        default=False,
+        parse=_parse_bool,
+    ),
+    Setting(
+        "dual_exit_flush_seconds",
+        "dual mode: how long process exit waits for the mirror to catch up (the rest is replayed "
+        "by the next connect() or `spark-aml-bridge mirror replay`)",
+        default=10.0,
+        parse=_parse_seconds,
+    ),
+    Setting(
+        "dual_spool_max_mb",
+        "dual mode: spool size (MB) above which metric batches are replaced by marks to "
+        "reconcile their runs from the primary",
+        default=1024.0,
+        parse=_parse_seconds,
+    ),
     Setting(
         "executors",
         "true to carry the connection into Spark executors",

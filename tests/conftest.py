@@ -93,3 +93,127 @@ def spark():
 # The install checks build their own virtual environments (minutes): tests/run-all.sh runs them
 # once, explicitly, with SPARK_AML_BRIDGE_INSTALL_CHECKS=1.
 collect_ignore = [] if os.environ.get("SPARK_AML_BRIDGE_INSTALL_CHECKS") == "1" else ["install"]
+
+
+@pytest.fixture
+def synapse_runtime(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Factory: a Synapse/Fabric runtime double for an emulator, activated in this process, with
+    fresh bridge sessions; deactivated (env, sys.path, Spark conf, TokenLibrary) afterwards."""
+    from spark_aml_bridge import session
+    from spark_aml_bridge.emulator.synapse.runtime import SynapseRuntime
+
+    session._reset_for_tests()
+    active: list[SynapseRuntime] = []
+
+    def make(emulator, spark=None, **options):
+        runtime = SynapseRuntime(emulator.info, tmp_path / f"synapse-{len(active)}", **options)
+        # What a user gives: the workspace (and, for the emulator, its CA); no Azure env vars.
+        monkeypatch.setenv("SPARK_AML_BRIDGE_WORKSPACE", emulator.info["tracking_uri"])
+        monkeypatch.setenv("SPARK_AML_BRIDGE_CA_BUNDLE", emulator.info["ca_bundle"])
+        active.append(runtime.activate(spark))
+        return runtime
+
+    yield make
+    import spark_aml_bridge
+
+    spark_aml_bridge.disconnect()
+    for runtime in reversed(active):
+        runtime.deactivate()
+    session._reset_for_tests()
+
+
+@pytest.fixture
+def databricks_runtime(emulator, tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Factory: make this process look like a Databricks driver (the runtime double).
+
+    `databricks_runtime(spark=None, workspace_emulator=None, **spec)` activates a double whose
+    service credentials, passthrough token and Databricks host come from the emulator, with the
+    workspace settings a user gives (no Azure env vars); fresh bridge sessions; undone afterwards.
+    """
+    from spark_aml_bridge import session
+    from spark_aml_bridge.emulator.databricks.runtime import DatabricksRuntimeDouble
+
+    session._reset_for_tests()
+    made: list[DatabricksRuntimeDouble] = []
+
+    def make(spark=None, workspace_emulator=None, **spec):
+        info = (workspace_emulator or emulator).info
+        state = tmp_path / f"databricks-runtime-{len(made)}"
+        double = DatabricksRuntimeDouble.from_emulator(info, state, **spec)
+        monkeypatch.setenv("SPARK_AML_BRIDGE_WORKSPACE", info["tracking_uri"])
+        monkeypatch.setenv("SPARK_AML_BRIDGE_CA_BUNDLE", info["ca_bundle"])
+        monkeypatch.setenv("SPARK_AML_BRIDGE_AUTHORITY", info["authority"])
+        made.append(double.activate(spark))
+        return double
+
+    yield make
+    import spark_aml_bridge
+
+    spark_aml_bridge.disconnect()
+    for double in reversed(made):
+        double.deactivate()
+    session._reset_for_tests()
+
+
+@pytest.fixture(scope="session")
+def azurite_emulator(tmp_path_factory: pytest.TempPathFactory):
+    """A second workspace whose run artifacts live in Azurite (Microsoft's Azure Storage emulator,
+    installed from npm on first use, telemetry off), started only when a test asks for it.
+
+    Missing Node.js/npm fails the tests that need it (CI machines have node 20), never skips.
+    """
+    from spark_aml_bridge.emulator.azurite import AzuriteError, start_azurite
+    from spark_aml_bridge.emulator.process import start_emulator
+
+    try:
+        azurite = start_azurite(tmp_path_factory.mktemp("azurite"))
+    except AzuriteError as exc:
+        pytest.fail(
+            f"The artifact tests against Azurite need it: {exc}\n"
+            "Install Node.js 18+ with npm (CI runs node 20), or put azurite-blob on PATH.",
+            pytrace=False,
+        )
+    try:
+        handle = start_emulator(
+            str(tmp_path_factory.mktemp("emulator-azurite")),
+            blob_backend="azurite",
+            azurite_url=azurite.url,
+            azurite_key=azurite.key,
+        )
+    except BaseException:
+        azurite.stop()
+        raise
+    yield handle
+    handle.stop()
+    azurite.stop()
+
+
+# -- dual tracking (tests/test_dual_*.py) -------------------------------------------------------
+@pytest.fixture(scope="session")
+def dual_primary(emulator, tmp_path_factory: pytest.TempPathFactory):
+    """(tracking URI, env) of the primary side for dual tracking: the emulator's Databricks
+    workspace double when it runs one, else a local SQLite store."""
+    info = emulator.info
+    if info.get("databricks_host"):
+        env = {
+            "DATABRICKS_HOST": info["databricks_host"],
+            "DATABRICKS_TOKEN": info["databricks_token"],
+        }
+        return "databricks", env
+    return f"sqlite:///{tmp_path_factory.mktemp('dual-primary') / 'mlflow.db'}", {}
+
+
+@pytest.fixture
+def dual_env(use_emulator, dual_primary, tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A dual-tracking process's environment: the workspace emulator as the mirror, the primary
+    and its credentials, a fresh spool directory (in the dual URI, so each test gets its store).
+    Returns the env dict (for subprocesses); `connect(mode="dual")` then needs no arguments."""
+    uri, env = dual_primary
+    env = dict(env)
+    env["SPARK_AML_BRIDGE_DUAL_PRIMARY"] = uri
+    env["SPARK_AML_BRIDGE_DUAL_SPOOL_DIR"] = str(tmp_path / "spool")
+    env["SPARK_AML_BRIDGE_MODE"] = "dual"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    yield {**use_emulator.info["env"], **env}
+    use_emulator.reset()

@@ -18,6 +18,17 @@ from spark_aml_bridge.emulator.tokens import TokenService, arm_audience
 MSI_PATH = "/msi/token"
 MSI_API_VERSIONS = ("2019-08-01",)
 _RESERVED_SCOPES = {"openid", "profile", "offline_access"}
+# Besides ARM, tokens for Synapse's development endpoint (its Livy batch API; the Synapse runtime
+# double in emulator/synapse/ checks them). The workspace and ARM still accept only ARM tokens.
+SYNAPSE_DEV_AUDIENCE = "https://dev.azuresynapse.net"
+
+
+def issued_audience(resource: str) -> str | None:
+    """The `aud` a token requested for `resource` carries, or None if this authority has none."""
+    if resource.strip().rstrip("/") == SYNAPSE_DEV_AUDIENCE:
+        return SYNAPSE_DEV_AUDIENCE
+    return arm_audience(resource)
+
 
 _ROUTES = [
     ("openid", re.compile(r"^/(?P<tenant>[^/]+)(?:/v2\.0)?/\.well-known/openid-configuration$")),
@@ -208,7 +219,7 @@ class AuthorityApp:
                     "(application ID URI).",
                 )
             resource = scopes[0][: -len(".default")]
-        audience = arm_audience(resource)
+        audience = issued_audience(resource)
         if audience is None:
             return "", (
                 "invalid_scope",
@@ -249,7 +260,7 @@ class AuthorityApp:
                     "No User Assigned or Delegated Managed Identity found for specified "
                     "ClientId/ResourceId/PrincipalId.",
                 )
-        audience = arm_audience(resource)
+        audience = issued_audience(resource)
         if audience is None:
             return _msi_error(
                 400,

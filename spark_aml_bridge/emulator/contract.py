@@ -15,6 +15,7 @@ SIGNING_KEY_FILE = "jwt-signing-key.pem"
 TLS_DIR = "tls"  # ca.pem (trusted by clients), ca-key.pem, server.pem, server-key.pem
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
+DATABRICKS_DIR = "databricks"  # the Databricks workspace double's state (its own MLflow DB, PAT)
 
 # Admin API, on the workspace port.
 ADMIN_PREFIX = "/_emulator"

@@ -1,7 +1,8 @@
 """`python -m spark_aml_bridge.emulator`: run the local Azure ML workspace emulator.
 
-One process serves four loopback ports: the Entra ID authority, ARM, the workspace's MLflow
-endpoint (with the admin API) and a plain-HTTP MLflow UI. `DIR/emulator.json` appears once all
+One process serves five loopback ports: the Entra ID authority, ARM, the workspace's MLflow
+endpoint (with the run-history artifact service and the admin API), a blob endpoint for the
+artifact SAS URLs, and a plain-HTTP MLflow UI. `DIR/emulator.json` appears once all
 of them answer and disappears on SIGTERM/SIGINT.
 """
 
@@ -18,11 +19,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spark_aml_bridge.emulator.contract import ENV_FILE, INFO_FILE, LOG_FILE, PORTS_FILE
+from spark_aml_bridge.emulator.contract import (
+    DATABRICKS_DIR,
+    ENV_FILE,
+    INFO_FILE,
+    LOG_FILE,
+    PORTS_FILE,
+)
 from spark_aml_bridge.emulator.files import read_json, write_json, write_private
 from spark_aml_bridge.emulator.identity import REGION, Identity, load_or_create_identity
 
-SERVICES = ("authority", "arm", "workspace", "ui")
+SERVICES = ("authority", "arm", "workspace", "ui", "blob")
+BLOB_BACKENDS = ("local", "azurite")
 
 _log = logging.getLogger("spark_aml_bridge.emulator")
 
@@ -47,7 +55,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept MLflow queries Azure ML rejects (LIKE/ILIKE/OR filters, ordering by "
         "metrics/params/tags, experiment rename)",
     )
+    parser.add_argument(
+        "--sas-lifetime",
+        type=int,
+        default=3600,
+        help="lifetime of the blob SAS URLs the artifact service hands out, seconds",
+    )
+    parser.add_argument(
+        "--artifact-page-size",
+        type=int,
+        default=100,
+        help="artifacts per page of the run-history listing and prefix content-info routes",
+    )
+    parser.add_argument(
+        "--blob-backend",
+        choices=BLOB_BACKENDS,
+        default="local",
+        help="where artifact bytes go: the emulator's own blob endpoint, or an Azurite",
+    )
+    parser.add_argument(
+        "--azurite-blob-url",
+        help="Azurite's account URL for --blob-backend azurite, e.g. "
+        "http://127.0.0.1:10000/devstoreaccount1",
+    )
+    parser.add_argument(
+        "--azurite-account-key",
+        help="that account's key (default: Azurite's well-known devstoreaccount1 key)",
+    )
     parser.add_argument("--log-requests", action="store_true", help="log every HTTP request")
+    parser.add_argument(
+        "--no-databricks",
+        action="store_true",
+        help="do not start the Databricks workspace double (databricks_host is then null)",
+    )
     # Used by start_emulator(): a test run that dies must not leave a server behind.
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -90,6 +130,7 @@ def build_info(
     token_lifetime: int,
     mlflow_version: str,
     query_limits: bool,
+    artifacts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The contents of emulator.json. Keys only ever get added, never renamed or removed."""
     from spark_aml_bridge import __version__
@@ -131,6 +172,9 @@ def build_info(
         "ui_url": urls["ui"] + "/",
         "token_lifetime": token_lifetime,
         "query_limits": query_limits,
+        # Run artifacts: history_url, blob_endpoint, blob_account, blob_account_key,
+        # blob_container, blob_backend, sas_lifetime, artifact_page_size.
+        **(artifacts or {}),
         "pid": os.getpid(),
         "mlflow_version": mlflow_version,
         "emulator_version": __version__,
@@ -151,6 +195,7 @@ class Emulator:
         self.state_dir = state_dir
         self.servers: dict[str, Any] = {}
         self.info: dict[str, Any] = {}
+        self.databricks: Any = None  # the Databricks workspace double's process
 
     def _preferred_ports(self) -> dict[str, int]:
         # Reusing last run's ports keeps exported tracking URIs valid across restarts.
@@ -173,15 +218,24 @@ class Emulator:
         from spark_aml_bridge.emulator.stats import Stats
         from spark_aml_bridge.emulator.tls import prepare_tls
         from spark_aml_bridge.emulator.tokens import TokenService
-        from spark_aml_bridge.emulator.workspace import WorkspaceApp, discovery_document
+        from spark_aml_bridge.emulator.workspace import (
+            WorkspaceApp,
+            discovery_document,
+            workspace_path,
+        )
 
         args, state_dir = self.args, self.state_dir
+        if not args.no_databricks:
+            # Its own process (MLflow's server app holds one store per process); spawned first so
+            # it imports MLflow while this process does.
+            from spark_aml_bridge.emulator.databricks.process import DatabricksDouble
+
+            self.databricks = DatabricksDouble.spawn(state_dir / DATABRICKS_DIR, args.log_requests)
         identity = load_or_create_identity(
             state_dir, args.subscription_id, args.resource_group, args.workspace_name
         )
         ca_bundle, tls = prepare_tls(state_dir)
         tokens = TokenService(state_dir, identity, args.token_lifetime)
-        mlflow_app, mlflow_version = load_mlflow_app(state_dir)
 
         preferred = self._preferred_ports()
         sockets = {name: bind_loopback(preferred[name]) for name in SERVICES}
@@ -192,7 +246,15 @@ class Emulator:
             for name, port in ports.items()
         }
 
+        # Runs' artifact URIs name the workspace's host, so MLflow starts once the port is known.
+        workspace_host = urls["workspace"].split("://", 1)[1]
+        artifact_root = f"azureml://{workspace_host}{workspace_path(identity)}/experiments"
+        mlflow_app, mlflow_version = load_mlflow_app(state_dir, artifact_root)
+
         stats, faults = Stats(), Faults()
+        history, blob_app, artifacts_info = _artifact_services(
+            args, state_dir, identity, urls, stats, faults
+        )
         tracking_uri = tracking_uri_for(urls["workspace"], identity)
         workspace_url = urls["workspace"]
         apps = {
@@ -213,9 +275,11 @@ class Emulator:
                 urls["authority"],
                 discovery_document(workspace_url, urls["ui"]),
                 None if args.no_query_limits else query_limits.check_request,
+                history,
             ),
             # Plain HTTP, no auth, no prefix: the MLflow UI for the developer on this machine.
             "ui": mlflow_app,
+            "blob": blob_app,
         }
         for name in SERVICES:
             server = EmulatorHTTPServer(
@@ -234,15 +298,30 @@ class Emulator:
             args.token_lifetime,
             mlflow_version,
             not args.no_query_limits,
+            artifacts_info,
         )
+        self.info.update(self._databricks_info())
         # Written last: their appearance means "ready".
         env_text = "".join(line + "\n" for line in self.info["env_lines"])
         write_private(state_dir / ENV_FILE, env_text.encode())
         write_json(state_dir / INFO_FILE, self.info)
 
+    def _databricks_info(self) -> dict[str, Any]:
+        """emulator.json keys of the Databricks workspace double (the `databricks` URI's host)."""
+        if self.databricks is None:
+            return {"databricks_host": None, "databricks_token": None, "databricks_org_id": None}
+        info = self.databricks.wait_ready()
+        return {
+            "databricks_host": info["host"],
+            "databricks_token": info["token"],
+            "databricks_org_id": info["org_id"],
+        }
+
     def stop(self) -> None:
         for name in (INFO_FILE, ENV_FILE):
             (self.state_dir / name).unlink(missing_ok=True)
+        if self.databricks is not None:
+            self.databricks.stop()
         # In parallel: each accept loop takes up to its poll interval to notice.
         stoppers = [
             threading.Thread(target=server.stop, name=f"stop-{name}")
@@ -255,11 +334,99 @@ class Emulator:
         self.servers.clear()
 
 
+def _artifact_services(
+    args: argparse.Namespace,
+    state_dir: Path,
+    identity: Identity,
+    urls: dict[str, str],
+    stats: Any,
+    faults: Any,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(run-history WSGI app, blob endpoint WSGI app, their emulator.json keys)."""
+    from spark_aml_bridge.emulator.blobs import ARTIFACT_CONTAINER, BLOBS_DIR, BlobApp, BlobStore
+    from spark_aml_bridge.emulator.history import (
+        HISTORY_DB,
+        ArtifactIndex,
+        HistoryApp,
+        run_lookup_from_mlflow,
+    )
+    from spark_aml_bridge.emulator.sas import (
+        AZURITE_KEY,
+        BlobAccount,
+        SasIssuer,
+        load_or_create_account,
+    )
+
+    local_account = load_or_create_account(state_dir)
+    store = BlobStore(state_dir / BLOBS_DIR, local_account.name)
+    store.create_container(ARTIFACT_CONTAINER)
+    blob_app = BlobApp(store, local_account, faults, stats)
+    if args.blob_backend == "azurite":
+        endpoint = args.azurite_blob_url.rstrip("/")
+        account = BlobAccount(endpoint.rsplit("/", 1)[1], args.azurite_account_key or AZURITE_KEY)
+        _create_azurite_container(endpoint, account, ARTIFACT_CONTAINER)
+    else:
+        endpoint = f"{urls['blob']}/{local_account.name}"
+        account = local_account
+    history_url = urls["workspace"] + f"/history/v1.0{identity.workspace_arm_id}"
+    history = HistoryApp(
+        ArtifactIndex(state_dir / HISTORY_DB),
+        SasIssuer(account, endpoint, args.sas_lifetime),
+        ARTIFACT_CONTAINER,
+        run_lookup_from_mlflow(),
+        urls["workspace"],
+        stats,
+        args.artifact_page_size,
+    )
+    info = {
+        "history_url": history_url,
+        "blob_endpoint": endpoint,
+        "blob_account": account.name,
+        "blob_account_key": account.key,
+        "blob_container": ARTIFACT_CONTAINER,
+        "blob_backend": args.blob_backend,
+        "sas_lifetime": args.sas_lifetime,
+        "artifact_page_size": args.artifact_page_size,
+    }
+    return history, blob_app, info
+
+
+def _create_azurite_container(endpoint: str, account: Any, container: str) -> None:
+    """Create the artifact container in Azurite (shared key auth), or fail startup clearly."""
+    from azure.core.exceptions import AzureError, ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient(
+        endpoint,
+        credential={"account_name": account.name, "account_key": account.key},
+        retry_total=2,
+        initial_backoff=0.2,
+        increment_base=1,
+        connection_timeout=5,
+    )
+    try:
+        client.create_container(container)
+    except ResourceExistsError:
+        pass
+    except AzureError as exc:
+        raise SystemExit(
+            f"Azurite at {endpoint} did not create container {container!r}: {exc}"
+        ) from None
+    finally:
+        client.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the emulator until SIGTERM or SIGINT. Returns the process exit code."""
     args = build_parser().parse_args(argv)
     if args.token_lifetime < 1:
         print("--token-lifetime must be at least 1 second", file=sys.stderr)
+        return 2
+    if args.sas_lifetime < 1 or args.artifact_page_size < 1:
+        print("--sas-lifetime and --artifact-page-size must be at least 1", file=sys.stderr)
+        return 2
+    if args.blob_backend == "azurite" and not args.azurite_blob_url:
+        print("--blob-backend azurite needs --azurite-blob-url", file=sys.stderr)
         return 2
     # Nothing here may reach outside the machine; MLflow 3 reads these at import.
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"

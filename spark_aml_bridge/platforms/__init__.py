@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from spark_aml_bridge.platforms.base import PlatformContext, PlatformShim
+from spark_aml_bridge.platforms.databricks import DatabricksPlatform
+from spark_aml_bridge.platforms.fabric import FabricPlatform
 from spark_aml_bridge.platforms.generic import GenericPlatform
+from spark_aml_bridge.platforms.synapse import SynapsePlatform
 
 # Later shims go before generic; Fabric must precede Synapse (both set the Arcadia variable).
-_SHIMS: list[PlatformShim] = [GenericPlatform()]
+_SHIMS: list[PlatformShim] = [
+    FabricPlatform(),
+    SynapsePlatform(),
+    DatabricksPlatform(),
+    GenericPlatform(),
+]
 
 
 def register_shim(shim: PlatformShim) -> None:

@@ -55,6 +55,10 @@ class PlatformShim:
         """Platform-specific environment a Spark Python worker needs to act for this platform."""
         return {}
 
+    def check_config(self, config: Any) -> None:
+        """Warn (or raise ConfigError) where settings ask for what this platform cannot do."""
+        return None
+
 
 def spark_role() -> str:
     """'executor' inside a Spark task, 'driver' when a Spark session is active, else 'process'."""

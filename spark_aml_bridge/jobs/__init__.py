@@ -1,0 +1,1 @@
+"""Scheduled jobs that carry the bridge settings: Databricks job submission, Synapse batch jobs."""
