@@ -10,7 +10,7 @@ import base64
 import json
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -35,8 +35,9 @@ class WorkspaceSession:
     tokens: TokenCache
     ca_bundle: str | None
     authority: str
-    # Whether the workspace has MLflow 3's logged-model API (AML answers 404): None = not asked.
-    native_logged_models: bool | None = None
+    # What the workspace turned out to support (e.g. "logged_models": MLflow 3's logged-model
+    # API, which AML answers with 404). One dict shared by every copy of this session.
+    capabilities: dict[str, bool] = field(default_factory=dict)
 
     @property
     def tracking_uri(self) -> str:

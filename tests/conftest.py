@@ -165,14 +165,13 @@ def azurite_emulator(tmp_path_factory: pytest.TempPathFactory):
     from spark_aml_bridge.emulator.azurite import AzuriteError, start_azurite
     from spark_aml_bridge.emulator.process import start_emulator
 
+    azurite = problem = None
     try:
         azurite = start_azurite(tmp_path_factory.mktemp("azurite"))
     except AzuriteError as exc:
-        pytest.fail(
-            f"The artifact tests against Azurite need it: {exc}\n"
-            "Install Node.js 18+ with npm (CI runs node 20), or put azurite-blob on PATH.",
-            pytrace=False,
-        )
+        problem = str(exc)
+    if azurite is None:  # outside the except block: one clear message, no chained traceback
+        pytest.fail(f"The artifact tests against Azurite cannot start it. {problem}", pytrace=False)
     try:
         handle = start_emulator(
             str(tmp_path_factory.mktemp("emulator-azurite")),
@@ -180,12 +179,12 @@ def azurite_emulator(tmp_path_factory: pytest.TempPathFactory):
             azurite_url=azurite.url,
             azurite_key=azurite.key,
         )
-    except BaseException:
+        try:
+            yield handle
+        finally:
+            handle.stop()
+    finally:
         azurite.stop()
-        raise
-    yield handle
-    handle.stop()
-    azurite.stop()
 
 
 # -- dual tracking (tests/test_dual_*.py) -------------------------------------------------------

@@ -60,7 +60,7 @@ class AzureMLRegistryStore(RegistryRestStore):
 
         session = self.workspace_session
         model = MlflowClient(tracking_uri=session.tracking_uri).get_logged_model(model_id)
-        return model if session.native_logged_models is False else None
+        return None if session.capabilities.get("logged_models", True) else model
 
     def rename_registered_model(self, name: str, new_name: str) -> Any:
         raise _unsupported(

@@ -44,8 +44,8 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
 
     # -- MLflow 3 logged models: the server's API where it has one, else client side ------------
     def _native_logged_models(self) -> bool:
-        session = self.workspace_session
-        if session.native_logged_models is None:
+        capabilities = self.workspace_session.capabilities
+        if "logged_models" not in capabilities:
             response = http_request(
                 self.get_host_creds(),
                 "/api/2.0/mlflow/logged-models/search",
@@ -55,8 +55,8 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
                 json={"experiment_ids": ["0"], "max_results": 1},
             )
             # AML answers 404 with an empty body: it has no logged-model API.
-            session.native_logged_models = response.status_code != 404
-        return session.native_logged_models
+            capabilities["logged_models"] = response.status_code != 404
+        return capabilities["logged_models"]
 
     def create_logged_model(self, experiment_id: str, *args: Any, **kwargs: Any) -> Any:
         if self._native_logged_models():
