@@ -10,7 +10,7 @@ import base64
 import json
 import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 _lock = threading.RLock()
 _sessions: dict[tuple[str, str], WorkspaceSession] = {}
 _token_caches: dict[tuple[Any, ...], TokenCache] = {}
+_capabilities: dict[tuple[str, str], dict[str, bool]] = {}
 
 
 @dataclass
@@ -35,13 +36,18 @@ class WorkspaceSession:
     tokens: TokenCache
     ca_bundle: str | None
     authority: str
-    # What the workspace turned out to support (e.g. "logged_models": MLflow 3's logged-model
-    # API, which AML answers with 404). One dict shared by every copy of this session.
-    capabilities: dict[str, bool] = field(default_factory=dict)
 
     @property
     def tracking_uri(self) -> str:
         return self.address.tracking_uri()
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        """What this workspace turned out to support (e.g. "logged_models": MLflow 3's
+        logged-model API, which AML answers with 404); one dict per workspace per process, shared
+        by every session and store of that workspace."""
+        with _lock:
+            return _capabilities.setdefault(session_key(self.address), {})
 
     @property
     def identity(self) -> str:
