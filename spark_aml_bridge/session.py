@@ -52,7 +52,12 @@ class WorkspaceSession:
     @property
     def identity(self) -> str:
         """Who the token says we are, plus where the credential came from (never the token)."""
-        claims = token_claims(self.tokens.token())
+        from spark_aml_bridge.errors import BridgeError
+
+        try:
+            claims = token_claims(self.tokens.token())
+        except BridgeError:  # a repr must never raise: say what we know
+            return f"{self.credential.description} (no valid token right now)"
         return describe_identity(claims, self.credential.description)
 
 
