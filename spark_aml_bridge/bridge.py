@@ -65,7 +65,8 @@ class Bridge:
     def __repr__(self) -> str:
         return (
             f"Bridge(platform={self.platform.describe()}, workspace={self.workspace}, "
-            f"identity={self.identity}, mode={self.mode}, "
+            f"identity={self.identity}, mode={self.mode}"
+            f"{f' ({self.dual.describe()})' if self.dual is not None else ''}, "
             f"executors={'linked' if self._executors else 'not linked'})"
         )
 

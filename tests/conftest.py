@@ -215,4 +215,7 @@ def dual_env(use_emulator, dual_primary, tmp_path, monkeypatch: pytest.MonkeyPat
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     yield {**use_emulator.info["env"], **env}
+    from spark_aml_bridge.dual.worker import close_all
+
     use_emulator.reset()
+    close_all(timeout=10)  # while the primary's credentials are still in the environment

@@ -1,0 +1,324 @@
+"""Dual tracking operations for the CLI and notebooks: status, replay, verify, backfill.
+
+Replay semantics: a spool is replayed only by the process holding its lock, so a live process's
+spool is left to that process. Replaying a spool of a process that is gone applies its pending
+operations in order (creates look for their earlier attempt first; metric batches that were sent
+before are de-duplicated against the mirror), then reconciles every run that process had open or
+that overflowed the spool by comparing it with the primary and copying what is missing (this
+also covers a write the process made on the primary but was killed before spooling). A run the
+process never ended stays as it is on the primary (e.g. RUNNING). The spool file is removed
+when nothing is left; operations the mirror refused for good stay in it as dead letters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spark_aml_bridge.dual.mirror import Mirror, is_transient, short_error
+from spark_aml_bridge.dual.spool import Spool, describe, spool_files
+from spark_aml_bridge.dual.sync import Comparer, Difference
+
+if TYPE_CHECKING:
+    from spark_aml_bridge.dual.worker import MirrorLink
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplayReport:
+    replayed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped_live: list[str] = field(default_factory=list)
+    remaining: dict[str, int] = field(default_factory=dict)
+    reconciled_runs: int = 0
+    fixed: list[Difference] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.remaining and not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "replayed": self.replayed,
+            "removed": self.removed,
+            "skipped_live": self.skipped_live,
+            "remaining": self.remaining,
+            "reconciled_runs": self.reconciled_runs,
+            "fixed": [str(d) for d in self.fixed],
+            "errors": self.errors,
+        }
+
+
+def resolve_spool_dir(spool_dir: str | Path | None) -> Path:
+    if spool_dir:
+        return Path(spool_dir).expanduser()
+    from spark_aml_bridge.dual.settings import DualSettings
+
+    return DualSettings.current().spool_dir
+
+
+def status(spool_dir: str | Path | None = None) -> dict[str, Any]:
+    """Every spool in the directory: pending operations and metrics, size, dead letters."""
+    from spark_aml_bridge.dual.worker import live_links
+
+    folder = resolve_spool_dir(spool_dir)
+    own = {link.spool.path: link for link in live_links()}
+    spools = []
+    for path in spool_files(folder):
+        try:
+            link = own.get(path)
+            spools.append(link.status() if link is not None else describe(path))
+        except Exception as exc:  # noqa: BLE001 - a spool being removed right now
+            if path.exists():
+                spools.append({"spool": str(path), "error": short_error(exc)})
+    totals = {
+        key: sum(s.get(key, 0) for s in spools)
+        for key in ("pending_ops", "pending_metrics", "dead_letters", "size_bytes")
+    }
+    return {"spool_dir": str(folder), "spools": spools, "totals": totals}
+
+
+def stores_for(primary_uri: str, mirror_uri: str) -> tuple[Any, Any]:
+    from spark_aml_bridge.dual.store import build_store
+
+    return build_store(primary_uri), build_store(mirror_uri)
+
+
+def replay_spool(
+    spool: Spool,
+    primary: Any,
+    mirror: Any,
+    *,
+    primary_uri: str,
+    mirror_uri: str,
+    spool_dir: Path,
+    names: Any = None,
+    deadline: float | None = None,
+    report: ReplayReport,
+) -> None:
+    """Drain one adopted spool, reconcile its runs, and remove it when done."""
+    applier = Mirror(
+        primary,
+        mirror,
+        primary_uri=primary_uri,
+        mirror_uri=mirror_uri,
+        names=names,
+        spool=spool,
+        spool_dir=spool_dir,
+        replaying=True,
+    )
+    name = str(spool.path)
+    report.replayed.append(name)
+    try:
+        backoff = 0.5
+        while True:
+            ops = spool.fetch()
+            if not ops:
+                break
+            try:
+                applier.apply(ops)
+                backoff = 0.5
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if deadline is not None and time.monotonic() + backoff > deadline:
+                    report.errors.append(f"{name}: mirror unavailable: {short_error(exc)}")
+                    break
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+        if not report.errors:
+            comparer = Comparer(applier, artifacts=True)
+            for run_id in spool.runs_to_reconcile(include_open=True):
+                try:
+                    report.fixed += [d for d in comparer.run(run_id, fix=True) if d.fixed]
+                except Exception as exc:  # noqa: BLE001
+                    report.errors.append(f"{name}: reconciling run {run_id}: {short_error(exc)}")
+                    continue
+                spool.reconciled(run_id)
+                report.reconciled_runs += 1
+            spool.forget_closed_runs()
+    finally:
+        pending, _ = spool.pending()
+        if pending:
+            report.remaining[name] = pending
+        if spool.close(remove_if_done=True):
+            report.removed.append(name)
+
+
+def replay(
+    spool_dir: str | Path | None = None,
+    *,
+    timeout: float | None = 600.0,
+    primary_uri: str | None = None,
+    mirror_uri: str | None = None,
+) -> ReplayReport:
+    """Replay every spool in the directory whose process is gone (see the module docstring)."""
+    from spark_aml_bridge.dual.settings import DualSettings
+
+    folder = resolve_spool_dir(spool_dir)
+    settings = DualSettings.current()
+    report = ReplayReport()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    stores: dict[tuple[str, str], tuple[Any, Any]] = {}
+    for path in spool_files(folder):
+        spool = Spool.adopt(path)
+        if spool is None:
+            if path.exists():
+                report.skipped_live.append(str(path))
+            continue
+        try:
+            meta = spool.meta()
+            pair = (meta.get("primary", ""), meta.get("mirror", ""))
+            if (primary_uri and pair[0] != primary_uri) or (mirror_uri and pair[1] != mirror_uri):
+                spool.close(remove_if_done=False)
+                continue
+            if pair not in stores:
+                stores[pair] = stores_for(*pair)
+            replay_spool(
+                spool,
+                *stores[pair],
+                primary_uri=pair[0],
+                mirror_uri=pair[1],
+                spool_dir=folder,
+                names=settings.names,
+                deadline=deadline,
+                report=report,
+            )
+        except Exception as exc:  # noqa: BLE001 - report it, go on with the other spools
+            report.errors.append(f"{path}: {short_error(exc)}")
+            spool.close(remove_if_done=False)
+    return report
+
+
+def replay_orphans(link: MirrorLink) -> ReplayReport:
+    """In a new dual store's process: replay spools of the same pair left by dead processes."""
+    folder = link.settings.spool_dir
+    report = ReplayReport()
+    for path in spool_files(folder):
+        if path == link.spool.path:
+            continue
+        spool = Spool.adopt(path)
+        if spool is None:
+            continue
+        try:
+            meta = spool.meta()
+            if (meta.get("primary"), meta.get("mirror")) != (link.primary_uri, link.mirror_uri):
+                spool.close(remove_if_done=False)
+                continue
+            _log.info("dual tracking: replaying %s, left by process %s", path, meta.get("pid"))
+            replay_spool(
+                spool,
+                link.store.primary,
+                link.mirror().store,
+                primary_uri=link.primary_uri,
+                mirror_uri=link.mirror_uri,
+                spool_dir=folder,
+                names=link.settings.names,
+                deadline=time.monotonic() + 600,
+                report=report,
+            )
+        except Exception as exc:  # noqa: BLE001
+            report.errors.append(f"{path}: {short_error(exc)}")
+            spool.close(remove_if_done=False)
+    for error in report.errors:
+        _log.warning("dual tracking: replaying a spool left behind: %s", error)
+    return report
+
+
+@dataclass
+class Scope:
+    """What verify/backfill look at: runs, experiments (by id or name), or every experiment."""
+
+    run_ids: list[str] = field(default_factory=list)
+    experiment_ids: list[str] = field(default_factory=list)
+    experiment_names: list[str] = field(default_factory=list)
+    all_experiments: bool = False
+
+
+def compare(
+    scope: Scope,
+    *,
+    primary_uri: str,
+    mirror_uri: str,
+    fix: bool,
+    artifacts: bool = True,
+    names: Any = None,
+) -> list[Difference]:
+    from mlflow.entities import ViewType
+
+    from spark_aml_bridge.dual.settings import DualSettings
+
+    primary, mirror = stores_for(primary_uri, mirror_uri)
+    settings = DualSettings.current()
+    applier = Mirror(
+        primary,
+        mirror,
+        primary_uri=primary_uri,
+        mirror_uri=mirror_uri,
+        names=names or settings.names,
+        spool_dir=settings.spool_dir,
+        replaying=True,
+    )
+    comparer = Comparer(applier, artifacts=artifacts)
+    experiment_ids = list(scope.experiment_ids)
+    for name in scope.experiment_names:
+        experiment = primary.get_experiment_by_name(name)
+        if experiment is None:
+            from spark_aml_bridge.errors import ConfigError
+
+            raise ConfigError(
+                f"the primary has no experiment named {name!r}",
+                "check the name (Databricks names are paths such as /Users/<you>/<name>)",
+            )
+        experiment_ids.append(experiment.experiment_id)
+    if scope.all_experiments:
+        token = None
+        while True:
+            page = primary.search_experiments(
+                view_type=ViewType.ALL, max_results=1000, page_token=token
+            )
+            experiment_ids += [e.experiment_id for e in page]
+            token = page.token
+            if not token:
+                break
+    diffs: list[Difference] = []
+    seen: set[str] = set()
+    for experiment_id in dict.fromkeys(experiment_ids):
+        diffs += comparer.experiment(experiment_id, fix=fix)
+    for run_id in scope.run_ids:
+        if run_id in seen:
+            continue
+        seen.add(run_id)
+        run = primary.get_run(run_id)
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if fix and parent:
+            applier.run_id(parent, force=True)
+        diffs += comparer.run(run_id, fix=fix, run=run)
+    return diffs
+
+
+def verify(scope: Scope, *, primary_uri: str, mirror_uri: str, **kwargs: Any) -> list[Difference]:
+    """Every difference between the primary and the mirror in `scope` (nothing is changed)."""
+    return compare(scope, primary_uri=primary_uri, mirror_uri=mirror_uri, fix=False, **kwargs)
+
+
+def backfill(scope: Scope, *, primary_uri: str, mirror_uri: str, **kwargs: Any) -> list[Difference]:
+    """Copy to the mirror what it lacks in `scope`; returns what was (or could not be) fixed."""
+    return compare(scope, primary_uri=primary_uri, mirror_uri=mirror_uri, fix=True, **kwargs)
+
+
+def current_pair() -> tuple[str, str] | None:
+    """(primary, mirror) of the dual tracking URI MLflow currently uses, if any."""
+    import mlflow
+
+    from spark_aml_bridge.dual.uri import SCHEME, parse_dual_uri
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(SCHEME + ":"):
+        return parse_dual_uri(uri)
+    return None
