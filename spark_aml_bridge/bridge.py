@@ -129,7 +129,8 @@ def connect(
         region=region,
         mode=mode,
     )
-    config = resolve_config(explicit)
+    platform = detect_platform()
+    config = resolve_config(explicit, platform_defaults=platform.platform_defaults())
     key = _settings_key(config, credential)
     with _lock:
         if _current is not None and _current._settings_key == key:
@@ -137,7 +138,6 @@ def connect(
             return _current
         if _current is not None:
             disconnect()
-        platform = detect_platform()
         platform.check_config(config)
         session = open_session(config, platform)
         from spark_aml_bridge.azureml.ownership import ensure_our_plugins

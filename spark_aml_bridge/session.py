@@ -177,8 +177,11 @@ def session_for_store_uri(store_uri: str) -> WorkspaceSession:
         if existing is not None:
             return existing
         # Zero-code: settings come from env / Spark conf; the URI names the workspace.
-        config = resolve_config({"workspace": store_uri})
-        return open_session(config, detect_platform())
+        platform = detect_platform()
+        config = resolve_config(
+            {"workspace": store_uri}, platform_defaults=platform.platform_defaults()
+        )
+        return open_session(config, platform)
 
 
 def token_cache_for(built: BuiltCredential, scope: str, margin: float) -> TokenCache:

@@ -283,6 +283,9 @@ def _https(host: str | None) -> str | None:
 # -- the shim -------------------------------------------------------------------------------------
 
 
+LOCAL_DISK = "/local_disk0"
+
+
 class DatabricksPlatform(PlatformShim):
     name = "databricks"
 
@@ -433,6 +436,12 @@ class DatabricksPlatform(PlatformShim):
             if ctx.details.get("notebook_path"):
                 tags["mlflow.source.name"] = ctx.details["notebook_path"]
         return tags
+
+    def platform_defaults(self) -> dict[str, Any]:
+        # The dual-tracking spool belongs on the node's local disk, not on DBFS or /tmp.
+        if os.path.isdir(LOCAL_DISK):
+            return {"dual_spool_dir": os.path.join(LOCAL_DISK, "tmp", "spark-aml-bridge", "spool")}
+        return {}
 
     def native_tracking_uri(self) -> str | None:
         """Databricks' own MLflow tracking server (what dual tracking mirrors from)."""
