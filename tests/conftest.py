@@ -219,3 +219,15 @@ def dual_env(use_emulator, dual_primary, tmp_path, monkeypatch: pytest.MonkeyPat
 
     use_emulator.reset()
     close_all(timeout=10)  # while the primary's credentials are still in the environment
+
+
+@pytest.fixture(scope="session")
+def short_sas_emulator(tmp_path_factory: pytest.TempPathFactory):
+    """A workspace whose blob SAS URLs live 2 seconds, for expiry handling."""
+    from spark_aml_bridge.emulator.process import start_emulator
+
+    handle = start_emulator(
+        str(tmp_path_factory.mktemp("emulator-sas")), sas_lifetime=2, extra_args=["--no-databricks"]
+    )
+    yield handle
+    handle.stop()

@@ -171,7 +171,7 @@ class AzureMLArtifactRepository(ArtifactRepository):
         return {p: content[p]["contentUri"] for p in paths}
 
     def _put_blob(self, local_file: str, remote: str, content_uri: str) -> None:
-        from azure.core.exceptions import ClientAuthenticationError, ResourceExistsError
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
         blob = self._blob(content_uri)
         try:
@@ -187,7 +187,9 @@ class AzureMLArtifactRepository(ArtifactRepository):
                 f"Azure ML run artifacts are write-once: '{remote}' already exists in run "
                 f"{self.run_id}. Log under another artifact path, or in a new run."
             ) from None
-        except ClientAuthenticationError as exc:
+        except HttpResponseError as exc:
+            if exc.status_code != 403:  # Azure: AuthenticationFailed; Azurite: AuthorizationFailure
+                raise
             raise MlflowException(
                 f"uploading '{remote}' was refused by storage ({_first_line(exc)}); the upload URL "
                 "may have expired — log the artifact again under a new path"
