@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spark_aml_bridge.platforms.base import PlatformContext, PlatformShim
+from spark_aml_bridge.platforms.base import PlatformContext
 from spark_aml_bridge.platforms.synapse import (
     FABRIC_TRACKING_SCHEME,
     PLATFORM_CONTEXT_ENV,
     PLATFORM_HINT_ENV,
-    ArcadiaSignals,
+    ArcadiaShim,
     active_session,
-    gather_signals,
     relayed_details,
     runtime_context,
     session_kind,
@@ -91,19 +89,10 @@ def read_trident_context(path: Path) -> dict[str, str]:
 
 
 @dataclass(eq=False)
-class FabricPlatform(PlatformShim):
-    """Fabric; `environ`/`conf`/`role` are for tests (default: the live process)."""
+class FabricPlatform(ArcadiaShim):
+    """Microsoft Fabric."""
 
     name = "fabric"
-    environ: Mapping[str, str] | None = None
-    conf: Mapping[str, str] | None = None
-    role: str | None = None
-
-    def signals(self) -> ArcadiaSignals:
-        return gather_signals(self.environ, self.conf, self.role)
-
-    def detect(self) -> bool:
-        return self.signals().classify() == "fabric"
 
     def context(self) -> PlatformContext:
         signals = self.signals()

@@ -258,10 +258,11 @@ def tags_for(ctx: PlatformContext) -> dict[str, str]:
 
 
 @dataclass(eq=False)
-class SynapsePlatform(PlatformShim):
-    """Synapse Spark pools; `environ`/`conf`/`role` are for tests (default: the live process)."""
+class ArcadiaShim(PlatformShim):
+    """What Synapse and Fabric share: both set the Arcadia variable, so one classification of
+    the same signals decides between them. `environ`/`conf`/`role` are for tests (default: the
+    live process)."""
 
-    name = "synapse"
     environ: Mapping[str, str] | None = None
     conf: Mapping[str, str] | None = None
     role: str | None = None
@@ -270,7 +271,14 @@ class SynapsePlatform(PlatformShim):
         return gather_signals(self.environ, self.conf, self.role)
 
     def detect(self) -> bool:
-        return self.signals().classify() == "synapse"
+        return self.signals().classify() == self.name
+
+
+@dataclass(eq=False)
+class SynapsePlatform(ArcadiaShim):
+    """Synapse Spark pools."""
+
+    name = "synapse"
 
     def context(self) -> PlatformContext:
         signals = self.signals()
