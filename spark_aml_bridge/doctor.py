@@ -70,9 +70,20 @@ def run_checks(settings: dict[str, Any] | None = None) -> list[Check]:
     if not ok:
         return checks
     checks.append(Check("identity", True, state["session"].identity))
-    check, _ = _attempt("workspace reachable", lambda: _probe_workspace(state["session"]))
+    check, ok = _attempt("workspace reachable", lambda: _probe_workspace(state["session"]))
     checks.append(check)
+    if ok:
+        check, _ = _attempt("studio", lambda: _studio_link(state["session"]))
+        checks.append(check)
     return checks
+
+
+def _studio_link(session: Any) -> str:
+    """Where a person opens this workspace's runs (Azure ML studio; the emulator's MLflow UI)."""
+    from spark_aml_bridge import links
+
+    base = links.studio_base(session.address, session.ca_bundle)
+    return links.workspace_link(base, session.address, links.session_tenant(session))
 
 
 def _mlflow_version() -> str:
