@@ -1,7 +1,8 @@
 """Bearer auth for MLflow's HTTP calls to a workspace, through MLflow's request-auth plugin point.
 
 MLflow calls our provider for every request whose host credentials name it; the auth object sees
-the final URL, so the token goes to registered workspace hosts only. A 401 invalidates the token
+the final URL, so the token goes to registered workspaces only, and it is the token of the
+identity that workspace (host + ARM path, hosts.py) was connected with. A 401 invalidates the token
 and the request is sent once more with a fresh one; a second 401, or a 403, becomes one clear error.
 """
 
@@ -10,12 +11,11 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import urlparse
 
 import requests
 from requests.auth import AuthBase
 
-from spark_aml_bridge.azureml.hosts import host_for
+from spark_aml_bridge.azureml.hosts import workspace_for_url
 from spark_aml_bridge.errors import CredentialError
 
 AUTH_PROVIDER_NAME = "spark-aml-bridge"
@@ -42,7 +42,7 @@ class WorkspaceBearerAuth(AuthBase):
     """Adds the workspace's bearer token; never to hosts that are not registered workspaces."""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        host = host_for(urlparse(request.url or "").netloc)
+        host = workspace_for_url(request.url or "")
         if host is None:
             return request
         token = host.tokens.token()
@@ -54,7 +54,7 @@ class WorkspaceBearerAuth(AuthBase):
         def on_response(response: requests.Response, **kwargs: Any) -> requests.Response:
             if response.status_code not in (401, 403):
                 return response
-            host = host_for(urlparse(response.url).netloc)
+            host = workspace_for_url(response.url)
             if host is None:
                 return response
             message = _service_message(response)
