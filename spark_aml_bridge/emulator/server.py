@@ -35,13 +35,30 @@ BLOB_BACKENDS = ("local", "azurite")
 _log = logging.getLogger("spark_aml_bridge.emulator")
 
 
+DESCRIPTION = "Local stand-in for Entra ID, ARM and an Azure ML workspace's MLflow endpoint."
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="spark-aml-bridge emulator",
-        description="Local stand-in for Entra ID, ARM and an Azure ML workspace's MLflow endpoint.",
+        prog="spark-aml-bridge emulator", description=DESCRIPTION, allow_abbrev=False
     )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The emulator's options, on its own parser or on the `spark-aml-bridge emulator` command."""
     parser.add_argument(
         "--state-dir", required=True, help="where keys, the MLflow DB and emulator.json live"
+    )
+    lifecycle = parser.add_mutually_exclusive_group()
+    lifecycle.add_argument(
+        "--detach",
+        action="store_true",
+        help="start in the background and return once DIR/emulator.json is ready",
+    )
+    lifecycle.add_argument(
+        "--stop", action="store_true", help="stop the emulator serving --state-dir, then return"
     )
     parser.add_argument(
         "--token-lifetime", type=int, default=3600, help="access token lifetime, seconds"
@@ -90,7 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Used by start_emulator(): a test run that dies must not leave a server behind.
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
-    return parser
 
 
 def _running_pid(info_path: Path) -> int | None:
@@ -418,7 +434,16 @@ def _create_azurite_container(endpoint: str, account: Any, container: str) -> No
 
 def main(argv: list[str] | None = None) -> int:
     """Run the emulator until SIGTERM or SIGINT. Returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.stop:
+        from spark_aml_bridge.emulator.lifecycle import stop_detached
+
+        return stop_detached(Path(args.state_dir))
+    if args.detach:
+        from spark_aml_bridge.emulator.lifecycle import start_detached
+
+        return start_detached(Path(args.state_dir), [a for a in argv if a != "--detach"])
     if args.token_lifetime < 1:
         print("--token-lifetime must be at least 1 second", file=sys.stderr)
         return 2
