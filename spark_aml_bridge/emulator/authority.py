@@ -5,6 +5,7 @@ App Service-style managed identity endpoint. Enough for azure-identity and MSAL 
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import uuid
 from typing import Any
@@ -185,6 +186,19 @@ class AuthorityApp:
         if problem is not None:
             error, code, message = problem
             return aad_error(400, error, code, message, correlation)
+        if form.get("claims"):
+            # A claims challenge (e.g. after a revocation): always a newly minted token.
+            try:
+                json.loads(form["claims"])
+            except ValueError:
+                return aad_error(
+                    400,
+                    "invalid_request",
+                    90014,
+                    "The claims parameter is not valid JSON.",
+                    correlation,
+                )
+            self.stats.count("token.claims_challenge")
         token, _ = self.tokens.issue(self.tokens.service_principal(), audience)
         self.stats.count("tokens_issued")
         lifetime = self.tokens.lifetime
