@@ -93,7 +93,7 @@ def open_session(
     probe: bool = True,
 ) -> WorkspaceSession:
     """Resolve the address and credential of `config`, fetch a first token, register the host."""
-    from spark_aml_bridge.azureml.hosts import register_workspace
+    from spark_aml_bridge.azureml.hosts import register_workspace, restore_workspace
     from spark_aml_bridge.azureml.probe import probe_workspace
     from spark_aml_bridge.clouds import get_cloud
     from spark_aml_bridge.credentials.sources import SourceContext, select_credential
@@ -124,9 +124,14 @@ def open_session(
         if reused is not None:
             return replace(reused, config=config, platform=platform)
     session = WorkspaceSession(config, platform, address, built, tokens, ca_bundle, authority)
-    register_workspace(address.host, address.scope_path, tokens, session.identity)
+    previous = register_workspace(address.host, address.scope_path, tokens, session.identity)
     if probe:
-        probe_workspace(address, ca_bundle)
+        try:
+            probe_workspace(address, ca_bundle)
+        except BaseException:
+            # A refused identity must not replace the one this workspace was connected with.
+            restore_workspace(address.host or "", address.scope_path, previous)
+            raise
     with _lock:
         _sessions[session_key(address)] = session
     return session

@@ -30,7 +30,8 @@ _log = logging.getLogger(__name__)
 
 
 def _service_message(response: requests.Response) -> str:
-    """AML's error message from a 401/403 body (AML's own shape, or MLflow's)."""
+    """AML's error message from a 401/403 body (AML's own shape, or MLflow's), whole: it names
+    the action and scope the identity lacks. Only a body that is no message at all is cut."""
     try:
         body = response.json()
     except ValueError:
@@ -38,9 +39,9 @@ def _service_message(response: requests.Response) -> str:
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:300]
+            return str(error["message"])[:4000]
         if body.get("message"):
-            return str(body["message"])[:300]
+            return str(body["message"])[:4000]
     return json.dumps(body)[:200]
 
 

@@ -37,12 +37,25 @@ _workspaces: dict[tuple[str, str], WorkspaceEndpoint] = {}
 
 def register_workspace(
     netloc: str | None, scope_path: str, tokens: TokenCache, identity: str
-) -> None:
+) -> WorkspaceEndpoint | None:
+    """Serve this workspace's URLs with `tokens`; returns what served them before, if any."""
     if not netloc:
-        return
+        return None
     key = (netloc.lower(), scope_path.lower())
     with _lock:
+        previous = _workspaces.get(key)
         _workspaces[key] = WorkspaceEndpoint(key[0], key[1], tokens, identity)
+        return previous
+
+
+def restore_workspace(netloc: str, scope_path: str, previous: WorkspaceEndpoint | None) -> None:
+    """Undo a registration whose identity the workspace refused: the earlier one serves again."""
+    key = (netloc.lower(), scope_path.lower())
+    with _lock:
+        if previous is None:
+            _workspaces.pop(key, None)
+        else:
+            _workspaces[key] = previous
 
 
 def workspace_for_url(url: str) -> WorkspaceEndpoint | None:
