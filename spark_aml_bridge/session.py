@@ -153,21 +153,10 @@ def _reusable(
 
 
 def address_from_config(config: BridgeConfig) -> WorkspaceAddress:
-    from spark_aml_bridge.errors import ConfigError
-    from spark_aml_bridge.workspace import parse_workspace, workspace_from_parts
+    """The address the settings describe (workspace.address_from_settings, the one builder)."""
+    from spark_aml_bridge.workspace import address_from_settings
 
-    if config.workspace:
-        return parse_workspace(config.workspace)
-    parts = (config.subscription_id, config.resource_group, config.workspace_name)
-    if any(parts):
-        return workspace_from_parts(*parts, region=config.region)
-    raise ConfigError(
-        "no workspace is configured",
-        "pass connect(workspace='/subscriptions/<sub>/resourceGroups/<rg>/providers/"
-        "Microsoft.MachineLearningServices/workspaces/<ws>') or set SPARK_AML_BRIDGE_WORKSPACE "
-        "(an ARM id or the azureml:// tracking URI from `az ml workspace show --query "
-        "mlflow_tracking_uri`)",
-    )
+    return address_from_settings(config)
 
 
 def session_for_store_uri(store_uri: str) -> WorkspaceSession:

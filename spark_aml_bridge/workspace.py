@@ -32,6 +32,7 @@ from spark_aml_bridge.errors import (
 
 __all__ = [
     "WorkspaceAddress",
+    "address_from_settings",
     "clear_resolution_cache",
     "parse_workspace",
     "resolve_workspace_host",
@@ -361,6 +362,14 @@ def _parse_url(text: str) -> WorkspaceAddress:
     host, problem = _normalize_host(netloc)
     if problem:
         raise _fail(problem, form, shown)
+    arm_cloud = cloud_for_arm_endpoint(host)
+    if arm_cloud is not None:
+        raise WorkspaceAddressError(
+            f"{host!r} is Azure Resource Manager ({arm_cloud.name}), not a workspace's MLflow host",
+            "give the workspace's ARM id alone (/subscriptions/<sub>/resourceGroups/<rg>/providers/"
+            f"{PROVIDER}/workspaces/<ws>, the bridge looks its host up in ARM), or its azureml:// "
+            f"tracking URI (`{_SHOW_CMD}`)",
+        )
     path = parts.path
     segs = [unquote(s) for s in path.split("/")[1:]]
     if segs and segs[-1] == "":
@@ -450,6 +459,55 @@ def workspace_from_parts(
     else:
         region = _region_from_host(host) if host else None
     return WorkspaceAddress(sub, rg, ws, host=host, region=region)
+
+
+# --- the address from settings (one function for every consumer) ---------------------------------
+
+
+def address_from_settings(config: Any, *, need_host_for: str | None = None) -> WorkspaceAddress:
+    """The workspace address the settings describe: ``workspace`` (ARM id or URI), or the three
+    names; ``region`` builds the host in the ``cloud``'s AML domain when none is given (China
+    cloud + chinaeast2 -> chinaeast2.api.ml.azure.cn). Used by ``connect()``, init scripts, pool
+    configuration, jobs and (through the resolved URI) executors, so they never disagree.
+
+    ``need_host_for`` names a consumer that cannot look the host up in ARM (a cluster's init
+    script): then an address without a host is an error naming the fix.
+    """
+    cloud = get_cloud(getattr(config, "cloud", None))
+    region = getattr(config, "region", None)
+    if config.workspace:
+        address = parse_workspace(config.workspace)
+        if address.host is None and region:
+            address = workspace_from_parts(
+                address.subscription_id,
+                address.resource_group,
+                address.workspace_name,
+                region=region,
+                cloud=cloud,
+            )
+    elif any((config.subscription_id, config.resource_group, config.workspace_name)):
+        address = workspace_from_parts(
+            config.subscription_id,
+            config.resource_group,
+            config.workspace_name,
+            region=region,
+            cloud=cloud,
+        )
+    else:
+        raise ConfigError(
+            "no workspace is configured",
+            "pass connect(workspace='/subscriptions/<sub>/resourceGroups/<rg>/providers/"
+            "Microsoft.MachineLearningServices/workspaces/<ws>') or set SPARK_AML_BRIDGE_WORKSPACE "
+            "(an ARM id or the azureml:// tracking URI from `az ml workspace show --query "
+            "mlflow_tracking_uri`)",
+        )
+    if need_host_for and address.host is None:
+        raise ConfigError(
+            f"{need_host_for} needs the workspace's API host, and {address} gives none",
+            "pass --region <workspace region> (region=), or the workspace's azureml:// tracking "
+            "URI from `az ml workspace show --query mlflow_tracking_uri`",
+        )
+    return address
 
 
 # --- host resolution through ARM ----------------------------------------------------------------
