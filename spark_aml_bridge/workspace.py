@@ -94,11 +94,18 @@ def _registry_error(name: str, form: str) -> WorkspaceAddressError:
 # --- validation of the three names (Azure's naming rules) ---------------------------------------
 
 
+def _clip(value: str) -> str:
+    """A value as quoted in an error; an absurdly long one is cut so the error stays readable."""
+    if len(value) <= 120:
+        return repr(value)
+    return f"{value[:60]!r}… ({len(value):,} characters)"
+
+
 def _check_subscription(value: str) -> str | None:
     if not value:
         return "subscription id is missing"
     if not _GUID_RE.match(value):
-        return f"subscription id {value!r} is not a GUID (8-4-4-4-12 hex digits)"
+        return f"subscription id {_clip(value)} is not a GUID (8-4-4-4-12 hex digits)"
     return None
 
 
@@ -106,15 +113,15 @@ def _check_resource_group(value: str) -> str | None:
     if not value:
         return "resource group name is missing"
     if len(value) > 90:
-        return f"resource group name {value!r} has {len(value)} characters; at most 90 allowed"
+        return f"resource group name {_clip(value)} has {len(value)} characters; at most 90 allowed"
     bad = sorted({c for c in value if not (c.isalnum() or c in "_-.()")})
     if bad:
         return (
-            f"resource group name {value!r} contains {''.join(bad)!r}; only letters, digits, "
+            f"resource group name {_clip(value)} contains {''.join(bad)!r}; only letters, digits, "
             "'_', '-', '.', '(' and ')' are allowed"
         )
     if value.endswith("."):
-        return f"resource group name {value!r} must not end with '.'"
+        return f"resource group name {_clip(value)} must not end with '.'"
     return None
 
 
@@ -122,13 +129,13 @@ def _check_workspace_name(value: str) -> str | None:
     if not value:
         return "workspace name is missing"
     if not 3 <= len(value) <= 33:
-        return f"workspace name {value!r} has {len(value)} characters; it must have 3 to 33"
+        return f"workspace name {_clip(value)} has {len(value)} characters; it must have 3 to 33"
     if not _WORKSPACE_RE.match(value):
         if not value[0].isascii() or not value[0].isalnum():
-            return f"workspace name {value!r} must start with a letter or digit"
+            return f"workspace name {_clip(value)} must start with a letter or digit"
         bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "-_"))})
         return (
-            f"workspace name {value!r} contains {''.join(bad)!r}; only letters, digits, "
+            f"workspace name {_clip(value)} contains {''.join(bad)!r}; only letters, digits, "
             "'-' and '_' are allowed"
         )
     return None
@@ -403,6 +410,12 @@ def parse_workspace(value: str) -> WorkspaceAddress:
             f"workspace must be a string, not {type(value).__name__}", _FIXES["arm"]
         )
     text = value.strip()
+    if len(text) > 4096:
+        raise WorkspaceAddressError(
+            f"workspace address is {len(text):,} characters long; no workspace address is longer "
+            "than a few hundred",
+            _FIXES["arm"],
+        )
     # ARM ids never contain ':', so a scheme-like prefix means a URI.
     if _SCHEME_RE.match(text):
         return _parse_url(text)
