@@ -54,3 +54,14 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "best accuracy" in result.stdout
     # The UI stops with the demo: it says so, and prints no address that is already dead.
     assert "demo --serve" in result.stdout and "http://" not in result.stdout
+
+
+def test_emulator_command_takes_its_options_and_help(capsys):
+    # argparse.REMAINDER under a sub-command dropped `--state-dir` and broke `--help`.
+    with pytest.raises(SystemExit) as info:
+        main(["emulator", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--state-dir" in out and "--detach" in out and "--stop" in out
+    assert main(["emulator", "--state-dir", "/nonexistent/i9-state", "--stop"]) == 1
+    assert "no emulator is running" in capsys.readouterr().out
