@@ -148,6 +148,15 @@ class Chromium:
         path.write_bytes(base64.b64decode(data))
         return path
 
+    def quiet_mlflow_ui(self, ui_url: str) -> None:
+        """Keep MLflow 3's assistant panel from opening over the page (its own saved choice)."""
+        self.open(ui_url)
+        self.wait_for("document.readyState === 'complete'", what="the MLflow UI")
+        self.evaluate(
+            "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
+            "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false'); true"
+        )
+
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
         try:

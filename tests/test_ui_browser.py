@@ -73,6 +73,7 @@ def test_run_page_shows_run_metric_and_rendered_image(browser, demo_run, emulato
     OUTPUT.joinpath("ui").mkdir(parents=True, exist_ok=True)
 
     # The run page, as linked: its name and a metric with its value.
+    browser.quiet_mlflow_ui(ui + "/")
     browser.open(urls["run"])
     browser.wait_for("document.body.innerText.includes('best_accuracy')", what="the run's metrics")
     text = browser.text()

@@ -63,8 +63,13 @@ def record_ui(emulator: Any, out: Path) -> list[Path]:
     base, _, query = run_url.partition("?")
     shots = []
     with Chromium() as browser:
+        browser.quiet_mlflow_ui(run_url.split("#", 1)[0])
         browser.open(run_url)
-        browser.wait_for("document.body.innerText.includes('best_accuracy')", what="the run")
+        browser.wait_for(
+            "document.body.innerText.includes('best_accuracy') && "
+            "document.body.innerText.includes('C=0.01')",
+            what="the run and its child runs",
+        )
         shots.append(browser.screenshot(out / "ui-run.png"))
         browser.open(f"{base}/artifacts/confusion_matrix.png?{query}")
         browser.wait_for(
