@@ -95,11 +95,13 @@ def open_session(
     """Resolve the address and credential of `config`, fetch a first token, register the host."""
     from spark_aml_bridge.azureml.hosts import register_workspace, restore_workspace
     from spark_aml_bridge.azureml.probe import probe_workspace
+    from spark_aml_bridge.azureml.trust import check_ca_bundle
     from spark_aml_bridge.clouds import get_cloud
     from spark_aml_bridge.credentials.sources import SourceContext, select_credential
     from spark_aml_bridge.workspace import resolve_workspace_host
 
     environ = dict(os.environ if environ is None else environ)
+    check_ca_bundle(config.ca_bundle, config.source("ca_bundle"))
     address = address_from_config(config)
     cloud = get_cloud(config.cloud)
     authority, custom = authority_for(config, environ)
