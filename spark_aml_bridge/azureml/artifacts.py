@@ -13,6 +13,7 @@ import logging
 import os
 import posixpath
 import re
+import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -123,7 +124,31 @@ class AzureMLArtifactRepository(ArtifactRepository):
             for name in files:
                 inner = name if relative == "." else posixpath.join(*relative.split(os.sep), name)
                 pairs.append((os.path.join(directory, name), self._remote(artifact_path, inner)))
-        self._upload(pairs)
+        with tempfile.TemporaryDirectory() as scratch:
+            self._upload([self._portable_mlmodel(pair, scratch) for pair in pairs])
+
+    def _portable_mlmodel(self, pair: tuple[str, str], scratch: str) -> tuple[str, str]:
+        """An MLflow 3 model logged in this run is stored in the MLflow 2 layout every client
+        reads: its MLmodel names the run folder and no logged-model id (which plain clients
+        would look up in the workspace's logged-model API, and Azure ML has none)."""
+        local, remote = pair
+        if posixpath.basename(remote) != "MLmodel":
+            return pair
+        import yaml
+
+        with open(local, encoding="utf-8") as stream:
+            meta = yaml.safe_load(stream)
+        folder = posixpath.dirname(remote)
+        if not isinstance(meta, dict) or meta.get("run_id") != self.run_id or not folder:
+            return pair
+        if "model_id" not in meta and meta.get("artifact_path") == folder:
+            return pair
+        meta.pop("model_id", None)
+        meta["artifact_path"] = folder
+        portable = os.path.join(scratch, "MLmodel")
+        with open(portable, "w", encoding="utf-8") as out:
+            yaml.safe_dump(meta, out, default_flow_style=False)
+        return portable, remote
 
     def _remote(self, artifact_path: str | None, name: str) -> str:
         parts = [p for p in (self._root, (artifact_path or "").strip("/"), name) if p]
@@ -208,13 +233,14 @@ class AzureMLArtifactRepository(ArtifactRepository):
                 continue
             head, sep, _ = rest.partition("/")
             children[head] = children.get(head, False) or bool(sep)
-        base = (path or "").strip("/")
+        base = _relative(path)
         return [
             FileInfo(posixpath.join(base, name) if base else name, is_dir, None)
             for name, is_dir in sorted(children.items())
         ]
 
     def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
+        artifact_path = _relative(artifact_path)  # MLflow treats "." as the root
         self._listing = list(self._all_paths())
         try:
             return super().download_artifacts(artifact_path, dst_path)
@@ -246,7 +272,7 @@ class AzureMLArtifactRepository(ArtifactRepository):
 
     # -- helpers --------------------------------------------------------------------------------
     def _full(self, path: str | None) -> str:
-        parts = [p for p in (self._root, (path or "").strip("/")) if p]
+        parts = [p for p in (self._root, _relative(path)) if p]
         return posixpath.join(*parts) if parts else ""
 
     def _all_paths(self) -> Iterator[str]:
@@ -311,6 +337,12 @@ class AzureMLArtifactRepository(ArtifactRepository):
                 f"{_body_message(response)}"
             )
         return response.json()
+
+
+def _relative(path: str | None) -> str:
+    """A run-relative artifact path: "", ".", "./" and "/" all mean the root."""
+    cleaned = posixpath.normpath((path or "").strip("/")) if (path or "").strip("/") else ""
+    return "" if cleaned == "." else cleaned
 
 
 def _error_text(error: Any) -> str:

@@ -20,6 +20,8 @@ from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 
 from spark_aml_bridge.azureml.auth import AUTH_PROVIDER_NAME
 from spark_aml_bridge.azureml.logged_models import ClientSideLoggedModels, run_id_for
+from spark_aml_bridge.azureml.model_store import RunHomedLoggedModels, with_outputs
+from spark_aml_bridge.azureml.run_models import home_run_of
 from spark_aml_bridge.errors import BridgeError
 
 _log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ def workspace_host_creds(rest_base: str, ca_bundle: str | None) -> MlflowHostCre
     return MlflowHostCreds(host=rest_base, auth=AUTH_PROVIDER_NAME, server_cert_path=ca_bundle)
 
 
-class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
+class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestStore):
     def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
         from spark_aml_bridge.session import session_for_store_uri
 
@@ -58,50 +60,71 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
             capabilities["logged_models"] = response.status_code != 404
         return capabilities["logged_models"]
 
+    # Models this version makes live in a home run (model_store.py); ``m-<run id>`` ids are
+    # models of earlier versions, one hidden run each (logged_models.py), still served.
     def create_logged_model(self, experiment_id: str, *args: Any, **kwargs: Any) -> Any:
         if self._native_logged_models():
             return super().create_logged_model(experiment_id, *args, **kwargs)
-        return self._lm_create(experiment_id, *args, **kwargs)
+        return self._rm_create(experiment_id, *args, **kwargs)
 
     def log_logged_model_params(self, model_id: str, params: Any) -> None:
         if self._native_logged_models():
             return super().log_logged_model_params(model_id, params)
+        if home_run_of(model_id):
+            return self._rm_log_params(model_id, params)
         return self._lm_log_params(model_id, params)
 
     def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> Any:
         if self._native_logged_models():
             return super().get_logged_model(model_id, allow_deleted)
+        if home_run_of(model_id):
+            return self._rm_get(model_id, allow_deleted)
         return self._lm_get(model_id, allow_deleted)
 
     def delete_logged_model(self, model_id: str) -> None:
         if self._native_logged_models():
             return super().delete_logged_model(model_id)
+        if home_run_of(model_id):
+            return self._rm_delete(model_id)
         return self._lm_delete(model_id)
 
     def search_logged_models(self, experiment_ids: list[str], *args: Any, **kwargs: Any) -> Any:
         if self._native_logged_models():
             return super().search_logged_models(experiment_ids, *args, **kwargs)
-        return self._lm_search(experiment_ids, *args, **kwargs)
+        return self._rm_search(experiment_ids, *args, **kwargs)
 
     def finalize_logged_model(self, model_id: str, status: Any) -> Any:
         if self._native_logged_models():
             return super().finalize_logged_model(model_id, status)
+        if home_run_of(model_id):
+            return self._rm_finalize(model_id, status)
         return self._lm_finalize(model_id, status)
 
     def set_logged_model_tags(self, model_id: str, tags: Any) -> None:
         if self._native_logged_models():
             return super().set_logged_model_tags(model_id, tags)
+        if home_run_of(model_id):
+            return self._rm_set_tags(model_id, tags)
         return self._lm_set_tags(model_id, tags)
 
     def delete_logged_model_tag(self, model_id: str, key: str) -> None:
         if self._native_logged_models():
             return super().delete_logged_model_tag(model_id, key)
+        if home_run_of(model_id):
+            return self._rm_delete_tag(model_id, key)
         return self._lm_delete_tag(model_id, key)
 
     def log_outputs(self, run_id: str, models: Any) -> None:
         if self._native_logged_models():
             return super().log_outputs(run_id, models)
-        return self._lm_log_outputs(run_id, models)
+        return self._rm_log_outputs(run_id, models)
+
+    def get_run(self, run_id: str) -> Any:
+        return with_outputs(super().get_run(run_id))
+
+    def _search_runs(self, *args: Any, **kwargs: Any) -> Any:
+        runs, token = super()._search_runs(*args, **kwargs)
+        return [with_outputs(run) for run in runs], token
 
     def log_metric(self, run_id: str, metric: Any) -> None:
         if getattr(metric, "model_id", None) and not self._native_logged_models():
@@ -111,11 +134,16 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
     def log_batch(self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = ()) -> None:
         linked = [m for m in metrics or [] if getattr(m, "model_id", None)]
         if linked and not self._native_logged_models():
-            # Without a server-side model API, model metrics also go to the model's run.
+            # Without a server-side model API the run keeps the values; the model's own record
+            # keeps them with their dataset and run links.
             metrics = [_without_model(m) for m in metrics]
+            homed = [m for m in linked if home_run_of(m.model_id)]
+            if homed:
+                self._rm_log_metrics(run_id, homed)
             by_model: dict[str, list] = {}
             for metric in linked:
-                by_model.setdefault(metric.model_id, []).append(_without_model(metric))
+                if not home_run_of(metric.model_id):
+                    by_model.setdefault(metric.model_id, []).append(_without_model(metric))
             for model_id, model_metrics in by_model.items():
                 super().log_batch(run_id_for(model_id), metrics=model_metrics, params=[], tags=[])
         return super().log_batch(run_id, metrics=metrics, params=params, tags=tags)
