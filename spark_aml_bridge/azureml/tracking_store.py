@@ -22,6 +22,7 @@ from spark_aml_bridge.azureml.auth import AUTH_PROVIDER_NAME
 from spark_aml_bridge.azureml.logged_models import ClientSideLoggedModels, run_id_for
 from spark_aml_bridge.azureml.model_store import RunHomedLoggedModels, with_outputs
 from spark_aml_bridge.azureml.run_models import home_run_of
+from spark_aml_bridge.azureml.search import DEFAULT_MAX_RUNS, ClientSideRunSearch, plan_search
 from spark_aml_bridge.errors import BridgeError
 
 _log = logging.getLogger(__name__)
@@ -122,9 +123,46 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
     def get_run(self, run_id: str) -> Any:
         return with_outputs(super().get_run(run_id))
 
-    def _search_runs(self, *args: Any, **kwargs: Any) -> Any:
-        runs, token = super()._search_runs(*args, **kwargs)
+    def _search_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str | None,
+        run_view_type: Any,
+        max_results: int,
+        order_by: list[str] | None,
+        page_token: str | None,
+    ) -> Any:
+        # What Azure ML refuses (LIKE/ILIKE, ordering by metrics/params/tags) is answered on
+        # the client with MLflow's own search semantics (search.py).
+        plan = plan_search(filter_string, order_by)
+        if plan.server_side:
+            runs, token = super()._search_runs(
+                experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
+            )
+        else:
+            runs, token = self._client_side_search().search(
+                experiment_ids,
+                filter_string,
+                run_view_type,
+                max_results,
+                order_by,
+                page_token,
+                plan.pushdown,
+            )
         return [with_outputs(run) for run in runs], token
+
+    def _client_side_search(self) -> ClientSideRunSearch:
+        from spark_aml_bridge.session import session_for_store_uri
+
+        search = self.__dict__.get("_client_search")
+        if search is None:
+            search = self.__dict__["_client_search"] = ClientSideRunSearch(
+                super()._search_runs, DEFAULT_MAX_RUNS
+            )
+        # MLflow caches this store per URI; the limit follows the workspace's current session.
+        config = session_for_store_uri(self.workspace_session.tracking_uri).config
+        search.max_runs = int(config.search_max_client_side_runs or DEFAULT_MAX_RUNS)
+        return search
 
     def log_metric(self, run_id: str, metric: Any) -> None:
         if getattr(metric, "model_id", None) and not self._native_logged_models():
