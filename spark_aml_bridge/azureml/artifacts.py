@@ -28,6 +28,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from spark_aml_bridge.azureml.auth import bearer_auth
+from spark_aml_bridge.azureml.rewrites import is_bookkeeping, newest_version, version_path
 
 _log = logging.getLogger(__name__)
 
@@ -174,26 +175,41 @@ class AzureMLArtifactRepository(ArtifactRepository):
                 future.result()  # the first failure is raised: never a silent partial upload
 
     def _register(self, paths: list[str]) -> dict[str, str]:
+        """Upload URLs per path; a path that exists already gets a new version (rewrites.py)."""
+        targets, conflicts = self._register_once(paths)
+        if conflicts:
+            _log.info(
+                "Azure ML run artifacts are write-once: keeping the new content of %s as a newer "
+                "version (read through the bridge; other clients see it under %s)",
+                ", ".join(conflicts[:3]) + (" …" if len(conflicts) > 3 else ""),
+                ".spark_aml_bridge/versions/",
+            )
+            versions = {path: version_path(path) for path in conflicts}
+            more, clash = self._register_once(list(versions.values()))
+            if clash:
+                raise WriteOnceError(
+                    f"Azure ML run artifacts are write-once and a new version of {clash[0]} "
+                    f"could not be registered in run {self.run_id}; log it again."
+                )
+            targets.update({path: more[versions[path]] for path in conflicts})
+        return targets
+
+    def _register_once(self, paths: list[str]) -> tuple[dict[str, str], list[str]]:
         body = {"paths": [{"path": p} for p in paths]}
         answer = self._call("POST", "/batch/metadata", json=body)
         errors = answer.get("errors") or {}
-        if errors:
-            conflicts = [p for p, e in errors.items() if "already exists" in _error_text(e)]
-            if conflicts:
-                raise WriteOnceError(
-                    f"Azure ML run artifacts are write-once: {', '.join(conflicts[:5])}"
-                    f"{' …' if len(conflicts) > 5 else ''} already exist(s) in run {self.run_id}. "
-                    "Log under another artifact path, or in a new run."
-                )
-            first = next(iter(errors.items()))
+        conflicts = [p for p, e in errors.items() if "already exists" in _error_text(e)]
+        others = [p for p in errors if p not in conflicts]
+        if others:
             raise MlflowException(
-                f"the workspace refused artifact '{first[0]}': {_error_text(first[1])}"
+                f"the workspace refused artifact '{others[0]}': {_error_text(errors[others[0]])}"
             )
         content = answer.get("artifactContentInformation") or {}
-        missing = [p for p in paths if not (content.get(p) or {}).get("contentUri")]
+        wanted = [p for p in paths if p not in conflicts]
+        missing = [p for p in wanted if not (content.get(p) or {}).get("contentUri")]
         if missing:
             raise MlflowException(f"the workspace returned no upload URL for {missing[:3]}")
-        return {p: content[p]["contentUri"] for p in paths}
+        return {p: content[p]["contentUri"] for p in wanted}, conflicts
 
     def _put_blob(self, local_file: str, remote: str, content_uri: str) -> None:
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
@@ -228,6 +244,8 @@ class AzureMLArtifactRepository(ArtifactRepository):
         for full in self._all_paths():
             if prefix and not full.startswith(prefix):
                 continue
+            if is_bookkeeping(full) and not is_bookkeeping(wanted):
+                continue  # the bridge's own records (rewritten versions, model records)
             rest = full[len(prefix) :]
             if not rest:
                 continue
@@ -251,6 +269,9 @@ class AzureMLArtifactRepository(ArtifactRepository):
         from azure.core.exceptions import ClientAuthenticationError
 
         remote = self._full(remote_file_path)
+        if not is_bookkeeping(remote):
+            listing = self._listing if self._listing is not None else list(self._all_paths())
+            remote = newest_version(remote, listing)  # a rewritten file reads as its newest
         for attempt in (1, 2):
             uri = self._content_uri(remote)
             try:
