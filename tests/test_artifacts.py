@@ -147,6 +147,7 @@ def test_rewriting_a_path_keeps_every_version_and_reads_the_newest(run, tmp_path
         mlflow.log_artifact(str(path))
     assert mlflow.artifacts.load_text(f"{run.info.artifact_uri}/once.txt") == "third"
     client = MlflowClient()
+    (tmp_path / "all").mkdir()
     local = client.download_artifacts(run.info.run_id, "", str(tmp_path / "all"))
     assert sorted(p.name for p in Path(local).iterdir()) == ["once.txt"]
     assert (Path(local) / "once.txt").read_text() == "third"

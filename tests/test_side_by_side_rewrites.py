@@ -38,6 +38,7 @@ def _autologged_run(tmp: Path) -> dict:
         mlflow.sklearn.autolog(disable=True)
         mlflow.xgboost.autolog(disable=True)
     client = MlflowClient()
+    tmp.mkdir(parents=True)
     local = Path(client.download_artifacts(run.info.run_id, "", str(tmp)))
     # MLflow 3 servers keep the autologged model outside the run, the bridge inside it.
     folders = {p.parent for p in local.rglob("MLmodel")}

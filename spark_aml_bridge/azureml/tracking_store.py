@@ -152,16 +152,20 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
         return [with_outputs(run) for run in runs], token
 
     def _client_side_search(self) -> ClientSideRunSearch:
-        from spark_aml_bridge.session import session_for_store_uri
+        from spark_aml_bridge.bridge import current
 
         search = self.__dict__.get("_client_search")
         if search is None:
             search = self.__dict__["_client_search"] = ClientSideRunSearch(
                 super()._search_runs, DEFAULT_MAX_RUNS
             )
-        # MLflow caches this store per URI; the limit follows the workspace's current session.
-        config = session_for_store_uri(self.workspace_session.tracking_uri).config
-        search.max_runs = int(config.search_max_client_side_runs or DEFAULT_MAX_RUNS)
+        # MLflow caches this store per URI: the limit follows the live connect()'s settings
+        # when it is to this workspace, else those this store was opened with.
+        live = current()
+        session = self.workspace_session
+        if live is not None and live.session.address.host == session.address.host:
+            session = live.session
+        search.max_runs = int(session.config.search_max_client_side_runs or DEFAULT_MAX_RUNS)
         return search
 
     def log_metric(self, run_id: str, metric: Any) -> None:
