@@ -29,6 +29,7 @@ class Transcript:
     def __init__(self) -> None:
         self.lines: list[tuple[str, Any]] = []
         self.ids: dict[str, str] = {}
+        self.experiment_id = ""
 
     def alias(self, value: str, kind: str) -> str:
         # Short ids (a plain server's experiment "1") are compared by equality, not replaced.
@@ -62,7 +63,7 @@ class Transcript:
 def _model_view(t: Transcript, model: Any) -> dict:
     return {
         "name": model.name,
-        "experiment_id": t.clean(model.experiment_id),
+        "in_experiment": model.experiment_id == t.experiment_id,
         "source_run_id": model.source_run_id,
         "status": str(model.status),
         "model_type": model.model_type,
@@ -88,7 +89,7 @@ def _story() -> list:
     t = Transcript()
     client = MlflowClient()
     experiment = mlflow.set_experiment(f"side-{uuid.uuid4().hex[:8]}")
-    t.alias(experiment.experiment_id, "exp")  # only when long (GUIDs)
+    t.experiment_id = experiment.experiment_id
     features, labels = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=200).fit(features, labels)
     dataset = mlflow.data.from_pandas(pd.concat([features, labels], axis=1), name="iris-eval")

@@ -55,10 +55,13 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
                 "POST",
                 max_retries=0,
                 raise_on_status=False,
-                json={"experiment_ids": ["0"], "max_results": 1},
+                # Any id: only whether the route exists matters (AML's ids are GUIDs, and no
+                # experiment "0" need exist).
+                json={"experiment_ids": [str(uuid.uuid4())], "max_results": 1},
             )
-            # AML answers 404 with an empty body: it has no logged-model API.
-            capabilities["logged_models"] = response.status_code != 404
+            # AML answers 404 with an empty body: it has no logged-model API. A server that has
+            # one answers, or says in MLflow's words that the experiment does not exist.
+            capabilities["logged_models"] = response.status_code != 404 or _mlflow_error(response)
         return capabilities["logged_models"]
 
     # Models this version makes live in a home run (model_store.py); ``m-<run id>`` ids are
@@ -282,6 +285,13 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
                 continue
             return json.loads(verify_rest_response(response, endpoint).text)
         raise MlflowException(f"{endpoint} did not succeed after {attempts} attempts")
+
+
+def _mlflow_error(response: Any) -> bool:
+    try:
+        return "error_code" in response.json()
+    except ValueError:
+        return False
 
 
 def _without_model(metric: Any) -> Any:
