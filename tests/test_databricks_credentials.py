@@ -227,7 +227,9 @@ def test_executors_log_and_no_secret_reaches_spark(
     bridge = spark_aml_bridge.connect(**settings)
     assert bridge.executors_linked
     environment = spark.sparkContext.environment
-    assert ("_SPARK_AML_BRIDGE_EXECUTOR_TOKEN" in environment) is relayed
+    assert "_SPARK_AML_BRIDGE_EXECUTOR_TOKEN" not in environment
+    handle = json.loads(environment["_SPARK_AML_BRIDGE_DRIVER"])
+    assert handle["tokens"] is relayed
     experiment_id = mlflow.set_experiment(f"dbx-exec-{uuid.uuid4().hex[:8]}").experiment_id
     rows = (
         spark.range(0, 10, numPartitions=2)

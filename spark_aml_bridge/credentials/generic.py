@@ -207,6 +207,17 @@ class RelayedTokenCredential:
 
 
 def _build_relayed(context: SourceContext, arg: str | None) -> BuiltCredential:
+    from spark_aml_bridge.credentials.driver_link import DriverTokenFactory, driver_link
+
+    link = driver_link(context.environ)
+    if link is not None and link.serves_tokens:
+        # The driver's token service: fresh tokens for as long as the driver stays connected.
+        return BuiltCredential(
+            factory=DriverTokenFactory(link),
+            description="tokens from the Spark driver",
+            source="relayed-token",
+            cache_key=("driver-service", link.url),
+        )
     raw = context.environ.get(RELAYED_TOKEN_ENV) or os.environ.get(RELAYED_TOKEN_ENV)
     if not raw:
         raise CredentialUnavailable("no token was handed over by the driver")
