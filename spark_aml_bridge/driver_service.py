@@ -132,8 +132,9 @@ class DriverService:
         self._stats = ServiceStats(token_requests_by_client=Counter())
         self._server = ThreadingHTTPServer((bind, 0), _handler_for(self))
         self._server.daemon_threads = True
+        # The handshake happens in each request's thread, so a slow client cannot stall accept().
         self._server.socket = _server_context(cert_pem, key_pem).wrap_socket(
-            self._server.socket, server_side=True
+            self._server.socket, server_side=True, do_handshake_on_connect=False
         )
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -219,6 +220,7 @@ class DriverService:
 def _handler_for(service: DriverService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = 60  # seconds a connection may sit idle
         server_version = "spark-aml-bridge"
         sys_version = ""
 

@@ -242,6 +242,10 @@ def test_executors_log_and_no_secret_reaches_spark(
     for run in runs:
         assert run.data.tags["spark_aml_bridge.role"] == "executor"
         assert run.data.tags["mlflow.databricks.cluster.id"] == double.spec["cluster_id"]
+    # The service credential's executors use their own identity; the secret scope's ask the
+    # driver for tokens (its secret never leaves the driver).
+    served = bridge._executors.stats()["token_requests"]
+    assert served >= 1 if relayed else served == 0
     secret = info["client_secret"]
     conf_text = json.dumps(spark.sparkContext.getConf().getAll())
     conf_text += json.dumps({k: spark.conf.get(k, None) for k in double.spark_conf()})

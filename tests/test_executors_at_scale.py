@@ -250,3 +250,85 @@ def test_task_run_needs_an_active_run_on_the_driver(use_emulator, spark):
     )
     assert "the Spark driver has no active MLflow run" in row.message
     assert "with mlflow.start_run()" in row.message
+
+
+def _log_without_a_link():
+    def log(batches):
+        import mlflow
+        import pandas as pd
+
+        for _frame in batches:
+            try:
+                with mlflow.start_run():
+                    mlflow.log_metric("x", 1)
+                message = "no error"
+            except Exception as exc:  # noqa: BLE001 - the message is what the test checks
+                message = f"{type(exc).__name__}: {exc}"
+            yield pd.DataFrame({"message": [message]})
+
+    return log
+
+
+def test_an_unlinked_task_is_told_the_driver_side_alternative(use_emulator, spark):
+    """What tasks see where the driver cannot link them (Spark Connect, Databricks shared access
+    mode, serverless): the workspace from cluster-wide settings, no identity of their own."""
+    info = use_emulator.info
+    spark_aml_bridge.connect(executors=False)
+    environment = spark.sparkContext.environment
+    cluster_env = {
+        "MLFLOW_TRACKING_URI": info["tracking_uri"],
+        "SPARK_AML_BRIDGE_CA_BUNDLE": info["ca_bundle"],
+        "SPARK_AML_BRIDGE_AUTHORITY": info["authority"],
+        # The test JVM may have inherited a service principal: executors here have none.
+        "AZURE_CLIENT_ID": "",
+        "AZURE_CLIENT_SECRET": "",
+        "AZURE_TENANT_ID": "",
+    }
+    saved = {k: environment.get(k) for k in cluster_env}
+    environment.update(cluster_env)
+    try:
+        [row] = (
+            spark.range(0, 1, numPartitions=1)
+            .mapInPandas(_log_without_a_link(), "message string")
+            .collect()
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                environment.pop(key, None)
+            else:
+                environment[key] = value
+    assert row.message.startswith("CredentialError")
+    assert "this Spark task has no link to its driver" in row.message
+    assert "log them on the driver" in row.message and "foreachBatch" in row.message
+
+
+def _log_point(name: str):
+    def log(rows):
+        import mlflow
+
+        import spark_aml_bridge
+
+        with spark_aml_bridge.task_run(child=False) as run:
+            mlflow.log_metric(name, 1.0)
+        yield run.info.run_id
+
+    return log
+
+
+def test_a_token_the_workspace_rejects_is_replaced_for_executors(use_emulator, spark):
+    bridge = spark_aml_bridge.connect()
+    mlflow.set_experiment(f"revoked-{uuid.uuid4().hex[:8]}")
+    rdd = spark.sparkContext.parallelize([0], 1)
+    try:
+        with mlflow.start_run() as parent:
+            rdd.mapPartitions(_log_point("before")).collect()
+            time.sleep(1.1)  # token times have whole seconds: revoke after the current one
+            use_emulator.revoke_tokens()
+            # The worker's cached token now gets 401: it names it to the driver, which replaces
+            # it (its own copy of that token is rejected too) instead of handing it out again.
+            rdd.mapPartitions(_log_point("after")).collect()
+    finally:
+        use_emulator.reset()
+    assert set(mlflow.get_run(parent.info.run_id).data.metrics) == {"before", "after"}
+    assert bridge._executors.stats()["token_requests"] >= 2

@@ -27,6 +27,12 @@ from spark_aml_bridge.driver_service import (
 )
 from spark_aml_bridge.errors import CredentialError
 
+UNLINKED_TASK = (
+    "this Spark task has no link to its driver: call spark_aml_bridge.connect() on the driver "
+    "before the job; where there is no SparkContext (Spark Connect, Databricks standard/shared "
+    "access mode, serverless) collect the results and log them on the driver, or log from a "
+    "foreachBatch function (it runs on the driver)"
+)
 _UNLINKED_FIX = (
     "call spark_aml_bridge.connect() on the driver before starting the Spark job (it links "
     "executors through the SparkContext). Where there is no SparkContext (Spark Connect, "

@@ -220,6 +220,12 @@ def _build_relayed(context: SourceContext, arg: str | None) -> BuiltCredential:
         )
     raw = context.environ.get(RELAYED_TOKEN_ENV) or os.environ.get(RELAYED_TOKEN_ENV)
     if not raw:
+        from spark_aml_bridge.platforms.base import spark_role
+
+        if spark_role() == "executor":
+            from spark_aml_bridge.credentials.driver_link import UNLINKED_TASK
+
+            raise CredentialUnavailable(UNLINKED_TASK)
         raise CredentialUnavailable("no token was handed over by the driver")
     return BuiltCredential(
         factory=lambda: RelayedTokenCredential(raw),
