@@ -27,7 +27,8 @@ def _settings(args: argparse.Namespace) -> int:
 def _emulator(args: argparse.Namespace) -> int:
     from spark_aml_bridge.emulator.server import main as emulator_main
 
-    return emulator_main(args.emulator_args)
+    # The emulator parses its own options again (they are declared once, in emulator/server.py).
+    return emulator_main(args.argv[args.argv.index("emulator") + 1 :])
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -55,12 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     settings = commands.add_parser("settings", help="list every setting, its env var and conf key")
     settings.set_defaults(func=_settings)
 
+    from spark_aml_bridge.emulator.server import DESCRIPTION, add_arguments
+
     emulator = commands.add_parser(
         "emulator",
         help="run the local workspace emulator (Azure AD + ARM + AML MLflow endpoint)",
-        add_help=False,
+        description=DESCRIPTION,
+        allow_abbrev=False,
     )
-    emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)
+    add_arguments(emulator)
     emulator.set_defaults(func=_emulator)
 
     init_script = commands.add_parser(
@@ -107,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
     except BridgeError as exc:

@@ -156,6 +156,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("arm_endpoint", "the Azure Resource Manager endpoint (default: the cloud's)"),
     Setting("ca_bundle", "a CA bundle file trusted for the workspace, ARM and the authority"),
     Setting(
+        "trusted_hosts",
+        "comma-separated hosts (host[:port]) that may receive the workspace's bearer token when "
+        "an azureml:// URI names them, besides connected and configured workspaces and the "
+        "cloud's Azure ML API hosts",
+    ),
+    Setting(
         "mode",
         "the tracking mode: workspace (track to the workspace), or dual (track to a primary and "
         "mirror every write to a second tracking server; see the dual_* settings)",

@@ -52,3 +52,14 @@ def test_demo_runs_end_to_end(tmp_path):
     result = _run("demo", "--state-dir", str(tmp_path / "demo"), "--no-serve", env=dict(os.environ))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "best accuracy" in result.stdout and "MLflow UI: http://127.0.0.1:" in result.stdout
+
+
+def test_emulator_command_takes_its_options_and_help(capsys):
+    # argparse.REMAINDER under a sub-command dropped `--state-dir` and broke `--help`.
+    with pytest.raises(SystemExit) as info:
+        main(["emulator", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--state-dir" in out and "--detach" in out and "--stop" in out
+    assert main(["emulator", "--state-dir", "/nonexistent/i9-state", "--stop"]) == 1
+    assert "no emulator is running" in capsys.readouterr().out

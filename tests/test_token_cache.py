@@ -77,8 +77,9 @@ def test_invalidate_builds_a_new_credential_to_bypass_its_cache():
     cache.invalidate("some-other-token")  # a stale 401 for a token we no longer hold: no-op
     assert cache.token() == first and len(made) == 1
     cache.invalidate(first)
-    cache.token()
-    assert len(made) == 2
+    # Every instance here mints "token-1" first: the rejected string is never handed out again.
+    assert cache.token() != first
+    assert len(made) >= 2
 
 
 def test_failures_become_one_credential_error_without_secrets():

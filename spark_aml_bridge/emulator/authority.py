@@ -5,6 +5,7 @@ App Service-style managed identity endpoint. Enough for azure-identity and MSAL 
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import uuid
 from typing import Any
@@ -151,7 +152,8 @@ class AuthorityApp:
                 correlation,
             )
         ident = self.tokens.identity
-        if client_id.lower() != ident.client_id.lower():
+        known = self.tokens.principal_for_client(client_id)
+        if known is None:
             return aad_error(
                 400,
                 "unauthorized_client",
@@ -171,21 +173,35 @@ class AuthorityApp:
                 "'client_secret'.",
                 correlation,
             )
-        if not hmac.compare_digest(secret.encode(), ident.client_secret.encode()):
+        principal, expected_secret = known
+        if not hmac.compare_digest(secret.encode(), expected_secret.encode()):
             return aad_error(
                 401,
                 "invalid_client",
                 7000215,
                 "Invalid client secret provided. Ensure the secret being sent in the request is "
                 f"the client secret value, not the client secret ID, for a secret added to app "
-                f"'{ident.client_id}'.",
+                f"'{principal.app_id}'.",
                 correlation,
             )
         audience, problem = self._audience_from_form(form)
         if problem is not None:
             error, code, message = problem
             return aad_error(400, error, code, message, correlation)
-        token, _ = self.tokens.issue(self.tokens.service_principal(), audience)
+        if form.get("claims"):
+            # A claims challenge (e.g. after a revocation): always a newly minted token.
+            try:
+                json.loads(form["claims"])
+            except ValueError:
+                return aad_error(
+                    400,
+                    "invalid_request",
+                    90014,
+                    "The claims parameter is not valid JSON.",
+                    correlation,
+                )
+            self.stats.count("token.claims_challenge")
+        token, _ = self.tokens.issue(principal, audience)
         self.stats.count("tokens_issued")
         lifetime = self.tokens.lifetime
         return json_response(

@@ -27,7 +27,13 @@ from spark_aml_bridge.emulator.contract import (
     PORTS_FILE,
 )
 from spark_aml_bridge.emulator.files import read_json, write_json, write_private
-from spark_aml_bridge.emulator.identity import REGION, Identity, load_or_create_identity
+from spark_aml_bridge.emulator.identity import (
+    REGION,
+    ExtraWorkspace,
+    Identity,
+    load_or_create_identity,
+    load_or_create_workspaces,
+)
 
 SERVICES = ("authority", "arm", "workspace", "ui", "blob")
 BLOB_BACKENDS = ("local", "azurite")
@@ -35,20 +41,42 @@ BLOB_BACKENDS = ("local", "azurite")
 _log = logging.getLogger("spark_aml_bridge.emulator")
 
 
+DESCRIPTION = "Local stand-in for Entra ID, ARM and an Azure ML workspace's MLflow endpoint."
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="spark-aml-bridge emulator",
-        description="Local stand-in for Entra ID, ARM and an Azure ML workspace's MLflow endpoint.",
+        prog="spark-aml-bridge emulator", description=DESCRIPTION, allow_abbrev=False
     )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The emulator's options, on its own parser or on the `spark-aml-bridge emulator` command."""
     parser.add_argument(
         "--state-dir", required=True, help="where keys, the MLflow DB and emulator.json live"
+    )
+    lifecycle = parser.add_mutually_exclusive_group()
+    lifecycle.add_argument(
+        "--detach",
+        action="store_true",
+        help="start in the background and return once DIR/emulator.json is ready",
+    )
+    lifecycle.add_argument(
+        "--stop", action="store_true", help="stop the emulator serving --state-dir, then return"
     )
     parser.add_argument(
         "--token-lifetime", type=int, default=3600, help="access token lifetime, seconds"
     )
     parser.add_argument("--subscription-id", help="default: a GUID persisted in the state dir")
     parser.add_argument("--resource-group", help="default: rg-local")
-    parser.add_argument("--workspace-name", help="default: ws-local")
+    parser.add_argument(
+        "--workspace-name",
+        action="append",
+        help="default: ws-local; give it again for more workspaces on the same host, each with "
+        "its own service principal allowed on that workspace only (emulator.json 'workspaces')",
+    )
     parser.add_argument(
         "--no-query-limits",
         action="store_true",
@@ -90,7 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Used by start_emulator(): a test run that dies must not leave a server behind.
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
-    return parser
 
 
 def _running_pid(info_path: Path) -> int | None:
@@ -116,6 +143,33 @@ def tracking_uri_for(workspace_url: str, identity: Identity) -> str:
 
     host = workspace_url.split("://", 1)[1]
     return f"azureml://{host}{workspace_path(identity, 'v1.0')}"
+
+
+def workspaces_info(
+    identity: Identity, extra: list[ExtraWorkspace], tracking_uri: str
+) -> list[dict[str, str]]:
+    """emulator.json `workspaces`: the first is the top-level workspace, then the extra ones."""
+    first = {
+        "name": identity.workspace_name,
+        "workspace_arm_id": identity.workspace_arm_id,
+        "tracking_uri": tracking_uri,
+        "client_id": identity.client_id,
+        "client_secret": identity.client_secret,
+    }
+    rows = [first]
+    for ws in extra:
+        rows.append(
+            {
+                "name": ws.name,
+                "workspace_arm_id": ws.arm_id(identity),
+                "tracking_uri": tracking_uri.replace(
+                    identity.workspace_arm_id, ws.arm_id(identity)
+                ),
+                "client_id": ws.client_id,
+                "client_secret": ws.client_secret,
+            }
+        )
+    return rows
 
 
 def _shell_quote(value: str) -> str:
@@ -231,11 +285,13 @@ class Emulator:
             from spark_aml_bridge.emulator.databricks.process import DatabricksDouble
 
             self.databricks = DatabricksDouble.spawn(state_dir / DATABRICKS_DIR, args.log_requests)
+        names = args.workspace_name or [None]
         identity = load_or_create_identity(
-            state_dir, args.subscription_id, args.resource_group, args.workspace_name
+            state_dir, args.subscription_id, args.resource_group, names[0]
         )
+        extra_workspaces = load_or_create_workspaces(state_dir, names[1:])
         ca_bundle, tls = prepare_tls(state_dir)
-        tokens = TokenService(state_dir, identity, args.token_lifetime)
+        tokens = TokenService(state_dir, identity, args.token_lifetime, extra_workspaces)
 
         preferred = self._preferred_ports()
         sockets = {name: bind_loopback(preferred[name]) for name in SERVICES}
@@ -301,6 +357,7 @@ class Emulator:
             artifacts_info,
         )
         self.info.update(self._databricks_info())
+        self.info["workspaces"] = workspaces_info(identity, extra_workspaces, tracking_uri)
         # Written last: their appearance means "ready".
         env_text = "".join(line + "\n" for line in self.info["env_lines"])
         write_private(state_dir / ENV_FILE, env_text.encode())
@@ -418,12 +475,25 @@ def _create_azurite_container(endpoint: str, account: Any, container: str) -> No
 
 def main(argv: list[str] | None = None) -> int:
     """Run the emulator until SIGTERM or SIGINT. Returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.stop:
+        from spark_aml_bridge.emulator.lifecycle import stop_detached
+
+        return stop_detached(Path(args.state_dir))
+    if args.detach:
+        from spark_aml_bridge.emulator.lifecycle import start_detached
+
+        return start_detached(Path(args.state_dir), [a for a in argv if a != "--detach"])
     if args.token_lifetime < 1:
         print("--token-lifetime must be at least 1 second", file=sys.stderr)
         return 2
     if args.sas_lifetime < 1 or args.artifact_page_size < 1:
         print("--sas-lifetime and --artifact-page-size must be at least 1", file=sys.stderr)
+        return 2
+    names = [n.lower() for n in args.workspace_name or []]
+    if len(set(names)) != len(names):
+        print("each --workspace-name must be different", file=sys.stderr)
         return 2
     if args.blob_backend == "azurite" and not args.azurite_blob_url:
         print("--blob-backend azurite needs --azurite-blob-url", file=sys.stderr)

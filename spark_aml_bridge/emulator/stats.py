@@ -49,6 +49,7 @@ class Stats:
         return {
             "token_requests": grants,
             "tokens_issued": counts.get("tokens_issued", 0),
+            "claims_challenges": counts.get("token.claims_challenge", 0),
             "workspace_requests": routes,
             "workspace_requests_total": sum(routes.values()),
             "auth_failures": counts.get("auth_failures", 0),
