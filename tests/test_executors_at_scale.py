@@ -8,7 +8,6 @@ first token expired. What landed is read back by a separate, plain MLflow client
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -76,8 +75,8 @@ def _assert_nothing_leaks(emulator, results: dict, out_dir: Path) -> None:
     places = {
         "Spark conf": json.dumps(results["conf"]),
         "Spark UI environment": results["ui_environment"],
-        "event log": "".join(
-            Path(p).read_text(errors="replace") for p in glob.glob(str(out_dir / "events" / "*"))
+        "event log": "".join(  # Spark 4 writes a directory of rolling files
+            p.read_text(errors="replace") for p in (out_dir / "events").rglob("*") if p.is_file()
         ),
         "driver log at DEBUG": (out_dir / "driver-debug.log").read_text(errors="replace"),
     }
@@ -90,11 +89,20 @@ def _assert_nothing_leaks(emulator, results: dict, out_dir: Path) -> None:
             assert secret not in text, f"a secret in the {where}"
 
 
-@pytest.mark.parametrize("reuse", [True, False], ids=["worker-reuse", "fresh-workers"])
-def test_every_kind_of_python_code_logs_from_separate_executors(token_5s_emulator, tmp_path, reuse):
-    results = _run_driver(token_5s_emulator, "kinds", reuse, tmp_path)
-    read = _read_back(token_5s_emulator, results["parent_run_id"], "value")
+@pytest.fixture(scope="module")
+def reused_workers_run(token_5s_emulator, tmp_path_factory):
+    """One application with worker reuse on: every kind of Python code, then 64 tasks.
 
+    Shared by two tests so the suite starts those executors once."""
+    out_dir = tmp_path_factory.mktemp("reused-workers")
+    token_5s_emulator.reset_stats()
+    results = _run_driver(token_5s_emulator, "kinds+scale", True, out_dir)
+    return results, token_5s_emulator.stats(), out_dir
+
+
+def _check_every_kind(emulator, results: dict, out_dir: Path) -> None:
+    kinds = results["kinds"]
+    read = _read_back(emulator, kinds["parent_run_id"], "value")
     by_kind: dict[str, list[dict]] = {}
     for child in read["children"].values():
         by_kind.setdefault(child["params"]["kind"], []).append(child)
@@ -102,43 +110,56 @@ def test_every_kind_of_python_code_logs_from_separate_executors(token_5s_emulato
         assert child["tags"]["spark_aml_bridge.role"] == "executor"
         assert child["tags"]["spark_aml_bridge.spark_task"].startswith("stage ")
     assert set(by_kind) == set(KINDS)
-    for kind, ids in results["ids"].items():
+    for kind, ids in kinds["ids"].items():
         assert sorted(ids) == sorted(
             r for r, c in read["children"].items() if c["tags"]["kind"] == kind
         )
     assert sorted(c["metrics"]["value"] for c in by_kind["python_udf"]) == [0, 1, 2, 3]
     assert sorted(c["metrics"]["value"] for c in by_kind["rdd"]) == [2, 2]
-    # Tokens came from the driver, to a handful of Python processes, never once per task.
+    # Tokens came from the driver: each Python process asks at most about once per token
+    # lifetime (the token cache refreshes at 75% of a lifetime), never once per task or call.
     service = results["service"]
+    lifetimes = results["seconds"] / 5.0 + 1
     assert service["token_requests"] >= 1 and service["rejected"] == 0
-    assert service["max_token_requests_per_client"] <= 3
-    _assert_nothing_leaks(token_5s_emulator, results, tmp_path)
+    assert service["max_token_requests_per_client"] <= 2 * lifetimes
+    _assert_nothing_leaks(emulator, results, out_dir)
 
 
-def test_64_tasks_log_every_point_across_many_token_lifetimes(token_5s_emulator, tmp_path):
-    token_5s_emulator.reset_stats()
-    results = _run_driver(token_5s_emulator, "scale", True, tmp_path)
-    stats = token_5s_emulator.stats()
-    read = _read_back(token_5s_emulator, results["parent_run_id"], "m")
+def test_every_kind_of_python_code_logs_from_reused_workers(reused_workers_run, token_5s_emulator):
+    results, _, out_dir = reused_workers_run
+    _check_every_kind(token_5s_emulator, results, out_dir)
 
-    assert len(results["tasks"]) == 64  # no task failed (Spark would have failed the job)
+
+def test_every_kind_of_python_code_logs_from_fresh_workers(token_5s_emulator, tmp_path):
+    results = _run_driver(token_5s_emulator, "kinds", False, tmp_path)
+    _check_every_kind(token_5s_emulator, results, tmp_path)
+
+
+def test_64_tasks_log_every_point_across_many_token_lifetimes(
+    reused_workers_run, token_5s_emulator
+):
+    results, stats, _ = reused_workers_run
+    scale = results["scale"]
+    read = _read_back(token_5s_emulator, scale["parent_run_id"], "m")
+
+    assert len(scale["tasks"]) == 64  # no task failed (Spark would have failed the job)
     children = read["children"]
     assert len(children) == 64
-    for index, run_id, _pid, _ppid in results["tasks"]:
+    for index, run_id, _pid, _ppid in scale["tasks"]:
         history = children[run_id]["histories"]["m"]
         assert history == [[step, float(index * 1000 + step)] for step in range(100)]
         assert children[run_id]["status"] == "FINISHED"
 
-    lifetimes = results["job_seconds"] / 5.0 + 1
+    lifetimes = results["seconds"] / 5.0 + 1
     service = results["service"]
     # Executors: about one token request per Python worker process per token lifetime.
-    assert service["token_clients"] == results["python_workers"]
+    assert service["token_clients"] >= scale["python_workers"]
     assert service["max_token_requests_per_client"] <= 2 * lifetimes
-    assert service["token_requests"] <= results["python_workers"] * 2 * lifetimes
-    # Azure AD: only the driver asks, about once per lifetime (plus the reader's own).
+    assert service["token_requests"] <= service["token_clients"] * 2 * lifetimes
+    # Azure AD: only the driver asks, about once per lifetime (the reader asks its own later).
     aad = stats["token_requests"]["total"]
-    assert aad <= 2 * lifetimes + 10, (aad, lifetimes)
-    assert results["python_daemons"] == 2  # two separate executors did the work
+    assert aad <= 2 * lifetimes + 5, (aad, lifetimes)
+    assert scale["python_daemons"] == 2  # two separate executors did the work
 
 
 def _long_task(seconds: float, pause: float):

@@ -4,7 +4,8 @@ connects the bridge, runs one scenario on real executors, prints one JSON line o
     python executor_jobs.py SCENARIO MASTER REUSE OUT_DIR
 
 Scenarios: `kinds` (every kind of Spark Python code logs through task_run), `scale` (64 tasks
-x 100 metrics over ~3 s each). The workspace comes from the emulator env the test exports.
+x 100 metrics over ~3 s each), or both in one application (`kinds+scale`); each scenario's
+results under its name. The workspace comes from the emulator env the test exports.
 """
 
 import json
@@ -75,6 +76,7 @@ def kinds(spark, results: dict) -> None:
         _log_in_child("foreachPartition", float(sum(1 for _ in rows)))
 
     frame = spark.range(0, 4, numPartitions=2)
+    started = time.time()
     with mlflow.start_run(run_name="kinds") as parent:
         results["parent_run_id"] = parent.info.run_id
         ids = {
@@ -95,6 +97,7 @@ def kinds(spark, results: dict) -> None:
         }
         spark.sparkContext.parallelize(range(4), 2).foreachPartition(for_each_partition)
         results["ids"] = ids
+    results["job_seconds"] = time.time() - started
 
 
 def scale(spark, results: dict) -> None:
@@ -145,7 +148,10 @@ def main() -> None:
     bridge = spark_aml_bridge.connect()
     mlflow.set_experiment(f"executors-{scenario}-{uuid.uuid4().hex[:8]}")
     results: dict = {"scenario": scenario, "master": master, "reuse": reuse}
-    {"kinds": kinds, "scale": scale}[scenario](spark, results)
+    started = time.time()
+    for part in scenario.split("+"):
+        {"kinds": kinds, "scale": scale}[part](spark, results.setdefault(part, {}))
+    results["seconds"] = time.time() - started
     results["service"] = bridge._executors.stats()
     results["secret"] = json.loads(bridge._executors.service.key_material())["secret"]
     sc = spark.sparkContext
