@@ -31,6 +31,8 @@ def _spark(master: str, reuse: bool, out_dir: str):
         .config("spark.python.worker.reuse", "true" if reuse else "false")
         .config("spark.eventLog.enabled", "true")
         .config("spark.eventLog.dir", os.path.join(out_dir, "events"))
+        # Plain text, so the test can search it (Spark 4 compresses event logs by default).
+        .config("spark.eventLog.compress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.executor.memory", "700m")
