@@ -95,11 +95,13 @@ def open_session(
     """Resolve the address and credential of `config`, fetch a first token, register the host."""
     from spark_aml_bridge.azureml.hosts import register_workspace, restore_workspace
     from spark_aml_bridge.azureml.probe import probe_workspace
+    from spark_aml_bridge.azureml.trust import check_ca_bundle
     from spark_aml_bridge.clouds import get_cloud
     from spark_aml_bridge.credentials.sources import SourceContext, select_credential
     from spark_aml_bridge.workspace import resolve_workspace_host
 
     environ = dict(os.environ if environ is None else environ)
+    check_ca_bundle(config.ca_bundle, config.source("ca_bundle"))
     address = address_from_config(config)
     cloud = get_cloud(config.cloud)
     authority, custom = authority_for(config, environ)
@@ -153,21 +155,10 @@ def _reusable(
 
 
 def address_from_config(config: BridgeConfig) -> WorkspaceAddress:
-    from spark_aml_bridge.errors import ConfigError
-    from spark_aml_bridge.workspace import parse_workspace, workspace_from_parts
+    """The address the settings describe (workspace.address_from_settings, the one builder)."""
+    from spark_aml_bridge.workspace import address_from_settings
 
-    if config.workspace:
-        return parse_workspace(config.workspace)
-    parts = (config.subscription_id, config.resource_group, config.workspace_name)
-    if any(parts):
-        return workspace_from_parts(*parts, region=config.region)
-    raise ConfigError(
-        "no workspace is configured",
-        "pass connect(workspace='/subscriptions/<sub>/resourceGroups/<rg>/providers/"
-        "Microsoft.MachineLearningServices/workspaces/<ws>') or set SPARK_AML_BRIDGE_WORKSPACE "
-        "(an ARM id or the azureml:// tracking URI from `az ml workspace show --query "
-        "mlflow_tracking_uri`)",
-    )
+    return address_from_settings(config)
 
 
 def session_for_store_uri(store_uri: str) -> WorkspaceSession:

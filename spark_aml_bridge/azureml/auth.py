@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -45,6 +46,14 @@ def _service_message(response: requests.Response) -> str:
     return json.dumps(body)[:200]
 
 
+_last_status = threading.local()
+
+
+def last_error_status() -> int | None:
+    """The HTTP status of this thread's latest failed workspace response, if any."""
+    return getattr(_last_status, "value", None)
+
+
 class WorkspaceBearerAuth(AuthBase):
     """Adds the workspace's bearer token; never to hosts that are not registered workspaces."""
 
@@ -61,6 +70,9 @@ class WorkspaceBearerAuth(AuthBase):
         sent = {"token": sent_token, "expires_on": expires_on}
 
         def on_response(response: requests.Response, **kwargs: Any) -> requests.Response:
+            if response.status_code >= 400:
+                # MLflow's RestException drops the status; failures.py names it from here.
+                _last_status.value = response.status_code
             if response.status_code not in (401, 403):
                 return response
             host = workspace_for_url(response.url)

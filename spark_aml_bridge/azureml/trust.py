@@ -86,3 +86,30 @@ def require_trusted(netloc: str, config: BridgeConfig, what: str) -> None:
         f"if {netloc} is a workspace you trust, connect() to it, or add it to the trusted_hosts "
         "setting (SPARK_AML_BRIDGE_TRUSTED_HOSTS=host[:port],… or spark.aml.bridge.trustedHosts)",
     )
+
+
+def check_ca_bundle(path: str | None, source: str | None = None) -> None:
+    """A ca_bundle that is missing, unreadable or holds no certificate is named as such before
+    any token is requested (else it surfaces as a misleading credential or TLS failure)."""
+    if not path:
+        return
+    where = f"setting ca_bundle ({source or 'SPARK_AML_BRIDGE_CA_BUNDLE'})"
+    fix = (
+        "set SPARK_AML_BRIDGE_CA_BUNDLE (ca_bundle=) to a readable PEM file with the CA that "
+        "signed the workspace's, ARM's and the authority's certificates, or unset it"
+    )
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+    except FileNotFoundError:
+        raise ConfigError(f"the CA bundle {path!r} of {where} does not exist", fix) from None
+    except IsADirectoryError:
+        raise ConfigError(f"the CA bundle {path!r} of {where} is a directory", fix) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"the CA bundle {path!r} of {where} cannot be read: {exc.strerror or exc}", fix
+        ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise ConfigError(
+            f"the CA bundle {path!r} of {where} holds no PEM certificate", fix
+        ) from None
