@@ -49,10 +49,10 @@ class RunHomedLoggedModels:
         params: Any = None,
         model_type: str | None = None,
     ) -> Any:
-        from mlflow.utils.name_utils import _generate_random_name  # MLflow's default names
+        from spark_aml_bridge.mlflow_private import random_name
 
         _validate_name(name)
-        name = name or _generate_random_name()
+        name = name or random_name()
         now = int(time.time() * 1000)
         suffix = uuid.uuid4().hex[:12]
         if source_run_id:
@@ -246,10 +246,10 @@ def with_outputs(run: Any) -> Any:
 
 
 def _validate_name(name: str | None) -> None:
-    from mlflow.utils.validation import _validate_logged_model_name  # MLflow's own rule
+    from spark_aml_bridge.mlflow_private import validate_logged_model_name
 
     try:
-        _validate_logged_model_name(name)
+        validate_logged_model_name(name)
     except MlflowException as exc:
         raise server_error("INVALID_PARAMETER_VALUE", exc.message) from None
 
