@@ -91,12 +91,6 @@ def test_run_page_shows_run_metric_and_rendered_image(browser, demo_run, emulato
     browser.screenshot(OUTPUT / "ui" / "run-artifacts-image.png")
 
 
-@pytest.mark.xfail(
-    int(__import__("mlflow").__version__.split(".", 1)[0]) >= 3,
-    strict=True,
-    reason="issue #10: on MLflow 3 an in-run log_model still keeps its files under the "
-    "client-side logged model, not under the run's artifacts (remove this mark when it lands)",
-)
 def test_artifact_tree_shows_the_model_and_its_mlmodel(browser, demo_run):
     _, urls = demo_run
     browser.open(_tab(urls["run"], "artifacts/model/MLmodel"))
@@ -106,7 +100,8 @@ def test_artifact_tree_shows_the_model_and_its_mlmodel(browser, demo_run):
         what="model/MLmodel listed and previewed",
     )
     text = browser.text()
-    assert "confusion_matrix.png" in text and "MLmodel" in text and "model.pkl" in text
+    assert "confusion_matrix.png" in text and "MLmodel" in text, text
+    assert "model.pkl" in text or "model.skops" in text, text  # the model file itself
     assert "sklearn" in text  # the MLmodel file's flavors, read through the blob SAS
     browser.screenshot(OUTPUT / "ui" / "run-artifacts-model.png")
 
