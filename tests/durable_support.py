@@ -1,4 +1,4 @@
-"""Helpers for the durable-writes tests: a separate plain MLflow reader (bearer token, no bridge)."""
+"""Durable-writes tests: a separate plain MLflow reader (bearer token, no bridge)."""
 
 from __future__ import annotations
 
