@@ -48,6 +48,20 @@ def short_token_emulator(tmp_path_factory: pytest.TempPathFactory):
     handle.stop()
 
 
+@pytest.fixture(scope="session")
+def five_second_token_emulator(tmp_path_factory: pytest.TempPathFactory):
+    """A workspace whose tokens live 5 seconds (the durable-writes soak, the 401 path)."""
+    from spark_aml_bridge.emulator.process import start_emulator
+
+    handle = start_emulator(
+        str(tmp_path_factory.mktemp("emulator-5s")),
+        token_lifetime=5,
+        extra_args=["--no-databricks"],
+    )
+    yield handle
+    handle.stop()
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch):
     """Each test starts with no Azure/MLflow/bridge settings and no live bridge."""

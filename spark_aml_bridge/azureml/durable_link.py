@@ -262,6 +262,22 @@ class DurableLink(MirrorLink):
             self._flushing.clear()
 
     # -- the worker ------------------------------------------------------------------------------
+    _retrying = False  # the last attempt failed: its writes already wait, do not linger again
+
+    def _note_error(self, exc: BaseException) -> None:
+        self._retrying = True
+        super()._note_error(exc)
+
+    def _linger(self) -> None:
+        if not self._retrying:
+            super()._linger()
+
+    def drain(self, *, paced: bool = True) -> int:
+        # A retry sends what already waited out a failure: no pacing for it either.
+        sent = super().drain(paced=paced and not self._retrying)
+        self._retrying = False
+        return sent
+
     def _maintenance(self) -> None:
         with self._drain_lock:
             if self._closed:
