@@ -196,3 +196,29 @@ def test_kill_during_an_outage_then_replay_lands_everything_once(use_emulator, t
     # A second replay finds nothing.
     assert main(["mirror", "replay", "--spool-dir", str(spool_dir)]) == 0
     assert "replayed 0 spool(s)" in capsys.readouterr().out
+
+
+def test_a_failed_model_upload_is_never_reported_as_logged(durable, use_emulator):
+    """Uploads keep their own retries; a refusal the SDK does not retry (HTTP 400 from blob
+    storage, the emulator's non-retryable fault) fails log_model, and nothing claims the model."""
+    from sklearn.linear_model import LinearRegression
+
+    mlflow_3 = int(mlflow.__version__.split(".")[0]) >= 3
+    name_kw = {"name": "model"} if mlflow_3 else {"artifact_path": "model"}
+    model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
+    experiment_id = mlflow.set_experiment(_experiment("model")).experiment_id
+    with mlflow.start_run() as run:
+        use_emulator.inject_faults(status=400, count=1, path_contains="/MLmodel")
+        started = time.monotonic()
+        with pytest.raises(Exception, match="400|InvalidInput|Injected fault"):
+            mlflow.sklearn.log_model(model, **name_kw)
+        assert time.monotonic() - started < 60  # not minutes of SDK retries
+        mlflow.log_metric("after", 1.0)  # the run goes on
+    bridge, _ = durable
+    assert bridge.flush(60)
+    landed = plain_reader(use_emulator.info).get_run(run.info.run_id)
+    assert "mlflow.log-model.history" not in landed.data.tags
+    assert landed.data.metrics == {"after": 1.0}
+    if mlflow_3:
+        models = MlflowClient().search_logged_models(experiment_ids=[experiment_id])
+        assert all(str(m.status) != "READY" for m in models)
