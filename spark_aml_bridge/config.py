@@ -8,7 +8,9 @@ never read from nor written to Spark conf (it is shown in the Spark UI).
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,10 +32,40 @@ def _parse_bool(raw: str) -> bool:
 
 
 def _parse_seconds(raw: str) -> float:
-    value = float(raw)
+    return _check_number(float(raw))
+
+
+def _check_number(value: float) -> float:
+    # float() accepts "nan" and "inf": a nan margin would fetch a token for every request.
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
     if value < 0:
         raise ValueError("must not be negative")
     return value
+
+
+# No setting is anywhere near this long; a longer value is a mistake, reported without echoing it.
+MAX_SETTING_LENGTH = 4096
+
+
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(?P<userinfo>[^/?#]*)@")
+
+
+def _refuse_credentials_in_uri(setting: Setting, raw: str, source: str) -> None:
+    """user:password in a URI would travel to Spark conf, executor env and init scripts."""
+    match = _USERINFO.match(raw.strip())
+    if match is None:
+        return
+    scheme = raw.strip().split("://", 1)[0]
+    shown = f"{scheme}://<redacted>@{raw.strip()[match.end() :].split('/', 1)[0]}/…"
+    raise ConfigError(
+        f"setting '{setting.name}' from {source} carries credentials in its URI ({shown}); "
+        "settings are copied to Spark conf, executor environments and init scripts, so they "
+        "never hold a secret",
+        "remove the user/password from the URI and give them where the client reads secrets, "
+        "e.g. MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) "
+        "filled from the platform's secret store",
+    )
 
 
 def _camel(name: str) -> str:
@@ -63,15 +95,20 @@ class Setting:
         return CONF_PREFIX + _camel(self.name)
 
     def convert(self, raw: Any, source: str) -> Any:
-        if raw is None or not isinstance(raw, str):
+        if raw is None:
             return raw
-        try:
-            value = self.parse(raw)
-        except ValueError as exc:
+        if not isinstance(raw, str):
+            if self.parse is _parse_seconds and isinstance(raw, (int, float)):
+                return self._parsed(lambda: _check_number(float(raw)), source)
+            return raw
+        if len(raw) > MAX_SETTING_LENGTH:
             raise ConfigError(
-                f"setting '{self.name}' from {source} is invalid: {exc}",
+                f"setting '{self.name}' from {source} is {len(raw):,} characters long; no valid "
+                f"value is longer than {MAX_SETTING_LENGTH:,}",
                 f"set {self.env} (or {self.name}=) to {self.doc}",
-            ) from None
+            )
+        _refuse_credentials_in_uri(self, raw, source)
+        value = self._parsed(lambda: self.parse(raw), source)
         if self.choices and value not in self.choices:
             shown = "<redacted>" if self.sensitive else repr(value)
             raise ConfigError(
@@ -80,6 +117,15 @@ class Setting:
                 f"set {self.env} (or {self.name}=) to one of: {', '.join(self.choices)}",
             )
         return value
+
+    def _parsed(self, parse: Callable[[], Any], source: str) -> Any:
+        try:
+            return parse()
+        except ValueError as exc:
+            raise ConfigError(
+                f"setting '{self.name}' from {source} is invalid: {exc}",
+                f"set {self.env} (or {self.name}=) to {self.doc}",
+            ) from None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -155,6 +201,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("authority", "the Azure AD authority host (default: the cloud's)"),
     Setting("arm_endpoint", "the Azure Resource Manager endpoint (default: the cloud's)"),
     Setting("ca_bundle", "a CA bundle file trusted for the workspace, ARM and the authority"),
+    Setting(
+        "trusted_hosts",
+        "comma-separated hosts (host[:port]) that may receive the workspace's bearer token when "
+        "an azureml:// URI names them, besides connected and configured workspaces and the "
+        "cloud's Azure ML API hosts",
+    ),
     Setting(
         "mode",
         "the tracking mode: workspace (track to the workspace), or dual (track to a primary and "

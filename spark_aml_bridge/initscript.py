@@ -72,25 +72,9 @@ def _is_reference(value: Any) -> bool:
 
 
 def _tracking_uri(config: BridgeConfig) -> str:
-    from spark_aml_bridge.session import address_from_config
-    from spark_aml_bridge.workspace import workspace_from_parts
+    from spark_aml_bridge.workspace import address_from_settings
 
-    address = address_from_config(config)
-    if address.host is None and config.region:
-        address = workspace_from_parts(
-            address.subscription_id,
-            address.resource_group,
-            address.workspace_name,
-            region=config.region,
-            cloud=config.cloud,
-        )
-    if address.host is None:
-        raise ConfigError(
-            f"a cluster needs the workspace's API host, and {address} gives none",
-            "pass --region <workspace region>, or the workspace's azureml:// tracking URI from "
-            "`az ml workspace show --query mlflow_tracking_uri`",
-        )
-    return address.tracking_uri()
+    return address_from_settings(config, need_host_for="a cluster").tracking_uri()
 
 
 def databricks_cluster_env(

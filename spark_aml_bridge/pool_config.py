@@ -72,26 +72,9 @@ class PoolConfiguration:
 
 
 def _tracking_uri(config: BridgeConfig) -> str:
-    from spark_aml_bridge.session import address_from_config
+    from spark_aml_bridge.workspace import address_from_settings
 
-    address = address_from_config(config)
-    if address.host is None and config.region:
-        from spark_aml_bridge.workspace import workspace_from_parts
-
-        address = workspace_from_parts(
-            address.subscription_id,
-            address.resource_group,
-            address.workspace_name,
-            region=config.region,
-            cloud=config.cloud,
-        )
-    if address.host is None:
-        raise ConfigError(
-            f"the pool configuration needs the workspace's API host, and {address} gives none",
-            "pass --region <workspace region> (or region=), or the workspace's azureml:// "
-            "tracking URI from `az ml workspace show --query mlflow_tracking_uri`",
-        )
-    return address.tracking_uri()
+    return address_from_settings(config, need_host_for="the pool configuration").tracking_uri()
 
 
 def _driver_only(spec: str) -> bool:

@@ -93,13 +93,15 @@ def open_session(
     probe: bool = True,
 ) -> WorkspaceSession:
     """Resolve the address and credential of `config`, fetch a first token, register the host."""
-    from spark_aml_bridge.azureml.hosts import register_host
+    from spark_aml_bridge.azureml.hosts import register_workspace, restore_workspace
     from spark_aml_bridge.azureml.probe import probe_workspace
+    from spark_aml_bridge.azureml.trust import check_ca_bundle
     from spark_aml_bridge.clouds import get_cloud
     from spark_aml_bridge.credentials.sources import SourceContext, select_credential
     from spark_aml_bridge.workspace import resolve_workspace_host
 
     environ = dict(os.environ if environ is None else environ)
+    check_ca_bundle(config.ca_bundle, config.source("ca_bundle"))
     address = address_from_config(config)
     cloud = get_cloud(config.cloud)
     authority, custom = authority_for(config, environ)
@@ -124,9 +126,14 @@ def open_session(
         if reused is not None:
             return replace(reused, config=config, platform=platform)
     session = WorkspaceSession(config, platform, address, built, tokens, ca_bundle, authority)
-    register_host(address.host, tokens, session.identity)
+    previous = register_workspace(address.host, address.scope_path, tokens, session.identity)
     if probe:
-        probe_workspace(address, ca_bundle)
+        try:
+            probe_workspace(address, ca_bundle)
+        except BaseException:
+            # A refused identity must not replace the one this workspace was connected with.
+            restore_workspace(address.host or "", address.scope_path, previous)
+            raise
     with _lock:
         _sessions[session_key(address)] = session
     return session
@@ -148,25 +155,15 @@ def _reusable(
 
 
 def address_from_config(config: BridgeConfig) -> WorkspaceAddress:
-    from spark_aml_bridge.errors import ConfigError
-    from spark_aml_bridge.workspace import parse_workspace, workspace_from_parts
+    """The address the settings describe (workspace.address_from_settings, the one builder)."""
+    from spark_aml_bridge.workspace import address_from_settings
 
-    if config.workspace:
-        return parse_workspace(config.workspace)
-    parts = (config.subscription_id, config.resource_group, config.workspace_name)
-    if any(parts):
-        return workspace_from_parts(*parts, region=config.region)
-    raise ConfigError(
-        "no workspace is configured",
-        "pass connect(workspace='/subscriptions/<sub>/resourceGroups/<rg>/providers/"
-        "Microsoft.MachineLearningServices/workspaces/<ws>') or set SPARK_AML_BRIDGE_WORKSPACE "
-        "(an ARM id or the azureml:// tracking URI from `az ml workspace show --query "
-        "mlflow_tracking_uri`)",
-    )
+    return address_from_settings(config)
 
 
 def session_for_store_uri(store_uri: str) -> WorkspaceSession:
     """The session for an ``azureml://`` URI MLflow was given: reuse one or open it from env."""
+    from spark_aml_bridge.azureml.trust import require_trusted
     from spark_aml_bridge.config import resolve_config
     from spark_aml_bridge.platforms import detect_platform
     from spark_aml_bridge.workspace import parse_workspace
@@ -178,10 +175,13 @@ def session_for_store_uri(store_uri: str) -> WorkspaceSession:
             return existing
         # Zero-code: settings come from env / Spark conf; the URI names the workspace.
         platform = detect_platform()
-        config = resolve_config(
-            {"workspace": store_uri}, platform_defaults=platform.platform_defaults()
-        )
-        return open_session(config, platform)
+        config = resolve_config({}, platform_defaults=platform.platform_defaults())
+        require_trusted(address.host or "", config, f"the azureml:// URI {_shown(address)}")
+        return open_session(config.replace(workspace=store_uri), platform)
+
+
+def _shown(address: WorkspaceAddress) -> str:
+    return f"azureml://{address.host}/…/workspaces/{address.workspace_name}"
 
 
 def token_cache_for(built: BuiltCredential, scope: str, margin: float) -> TokenCache:

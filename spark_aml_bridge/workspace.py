@@ -32,6 +32,7 @@ from spark_aml_bridge.errors import (
 
 __all__ = [
     "WorkspaceAddress",
+    "address_from_settings",
     "clear_resolution_cache",
     "parse_workspace",
     "resolve_workspace_host",
@@ -93,11 +94,18 @@ def _registry_error(name: str, form: str) -> WorkspaceAddressError:
 # --- validation of the three names (Azure's naming rules) ---------------------------------------
 
 
+def _clip(value: str) -> str:
+    """A value as quoted in an error; an absurdly long one is cut so the error stays readable."""
+    if len(value) <= 120:
+        return repr(value)
+    return f"{value[:60]!r}… ({len(value):,} characters)"
+
+
 def _check_subscription(value: str) -> str | None:
     if not value:
         return "subscription id is missing"
     if not _GUID_RE.match(value):
-        return f"subscription id {value!r} is not a GUID (8-4-4-4-12 hex digits)"
+        return f"subscription id {_clip(value)} is not a GUID (8-4-4-4-12 hex digits)"
     return None
 
 
@@ -105,15 +113,15 @@ def _check_resource_group(value: str) -> str | None:
     if not value:
         return "resource group name is missing"
     if len(value) > 90:
-        return f"resource group name {value!r} has {len(value)} characters; at most 90 allowed"
+        return f"resource group name {_clip(value)} has {len(value)} characters; at most 90 allowed"
     bad = sorted({c for c in value if not (c.isalnum() or c in "_-.()")})
     if bad:
         return (
-            f"resource group name {value!r} contains {''.join(bad)!r}; only letters, digits, "
+            f"resource group name {_clip(value)} contains {''.join(bad)!r}; only letters, digits, "
             "'_', '-', '.', '(' and ')' are allowed"
         )
     if value.endswith("."):
-        return f"resource group name {value!r} must not end with '.'"
+        return f"resource group name {_clip(value)} must not end with '.'"
     return None
 
 
@@ -121,13 +129,13 @@ def _check_workspace_name(value: str) -> str | None:
     if not value:
         return "workspace name is missing"
     if not 3 <= len(value) <= 33:
-        return f"workspace name {value!r} has {len(value)} characters; it must have 3 to 33"
+        return f"workspace name {_clip(value)} has {len(value)} characters; it must have 3 to 33"
     if not _WORKSPACE_RE.match(value):
         if not value[0].isascii() or not value[0].isalnum():
-            return f"workspace name {value!r} must start with a letter or digit"
+            return f"workspace name {_clip(value)} must start with a letter or digit"
         bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "-_"))})
         return (
-            f"workspace name {value!r} contains {''.join(bad)!r}; only letters, digits, "
+            f"workspace name {_clip(value)} contains {''.join(bad)!r}; only letters, digits, "
             "'-' and '_' are allowed"
         )
     return None
@@ -361,6 +369,14 @@ def _parse_url(text: str) -> WorkspaceAddress:
     host, problem = _normalize_host(netloc)
     if problem:
         raise _fail(problem, form, shown)
+    arm_cloud = cloud_for_arm_endpoint(host)
+    if arm_cloud is not None:
+        raise WorkspaceAddressError(
+            f"{host!r} is Azure Resource Manager ({arm_cloud.name}), not a workspace's MLflow host",
+            "give the workspace's ARM id alone (/subscriptions/<sub>/resourceGroups/<rg>/providers/"
+            f"{PROVIDER}/workspaces/<ws>, the bridge looks its host up in ARM), or its azureml:// "
+            f"tracking URI (`{_SHOW_CMD}`)",
+        )
     path = parts.path
     segs = [unquote(s) for s in path.split("/")[1:]]
     if segs and segs[-1] == "":
@@ -394,6 +410,12 @@ def parse_workspace(value: str) -> WorkspaceAddress:
             f"workspace must be a string, not {type(value).__name__}", _FIXES["arm"]
         )
     text = value.strip()
+    if len(text) > 4096:
+        raise WorkspaceAddressError(
+            f"workspace address is {len(text):,} characters long; no workspace address is longer "
+            "than a few hundred",
+            _FIXES["arm"],
+        )
     # ARM ids never contain ':', so a scheme-like prefix means a URI.
     if _SCHEME_RE.match(text):
         return _parse_url(text)
@@ -450,6 +472,55 @@ def workspace_from_parts(
     else:
         region = _region_from_host(host) if host else None
     return WorkspaceAddress(sub, rg, ws, host=host, region=region)
+
+
+# --- the address from settings (one function for every consumer) ---------------------------------
+
+
+def address_from_settings(config: Any, *, need_host_for: str | None = None) -> WorkspaceAddress:
+    """The workspace address the settings describe: ``workspace`` (ARM id or URI), or the three
+    names; ``region`` builds the host in the ``cloud``'s AML domain when none is given (China
+    cloud + chinaeast2 -> chinaeast2.api.ml.azure.cn). Used by ``connect()``, init scripts, pool
+    configuration, jobs and (through the resolved URI) executors, so they never disagree.
+
+    ``need_host_for`` names a consumer that cannot look the host up in ARM (a cluster's init
+    script): then an address without a host is an error naming the fix.
+    """
+    cloud = get_cloud(getattr(config, "cloud", None))
+    region = getattr(config, "region", None)
+    if config.workspace:
+        address = parse_workspace(config.workspace)
+        if address.host is None and region:
+            address = workspace_from_parts(
+                address.subscription_id,
+                address.resource_group,
+                address.workspace_name,
+                region=region,
+                cloud=cloud,
+            )
+    elif any((config.subscription_id, config.resource_group, config.workspace_name)):
+        address = workspace_from_parts(
+            config.subscription_id,
+            config.resource_group,
+            config.workspace_name,
+            region=region,
+            cloud=cloud,
+        )
+    else:
+        raise ConfigError(
+            "no workspace is configured",
+            "pass connect(workspace='/subscriptions/<sub>/resourceGroups/<rg>/providers/"
+            "Microsoft.MachineLearningServices/workspaces/<ws>') or set SPARK_AML_BRIDGE_WORKSPACE "
+            "(an ARM id or the azureml:// tracking URI from `az ml workspace show --query "
+            "mlflow_tracking_uri`)",
+        )
+    if need_host_for and address.host is None:
+        raise ConfigError(
+            f"{need_host_for} needs the workspace's API host, and {address} gives none",
+            "pass --region <workspace region> (region=), or the workspace's azureml:// tracking "
+            "URI from `az ml workspace show --query mlflow_tracking_uri`",
+        )
+    return address
 
 
 # --- host resolution through ARM ----------------------------------------------------------------

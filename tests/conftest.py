@@ -49,8 +49,8 @@ def short_token_emulator(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def five_second_token_emulator(tmp_path_factory: pytest.TempPathFactory):
-    """A workspace whose tokens live 5 seconds (the durable-writes soak, the 401 path)."""
+def token_5s_emulator(tmp_path_factory: pytest.TempPathFactory):
+    """A workspace whose tokens live 5 seconds, for Spark jobs that outlive many tokens."""
     from spark_aml_bridge.emulator.process import start_emulator
 
     handle = start_emulator(

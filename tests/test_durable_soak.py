@@ -70,9 +70,9 @@ class Training:
 
 
 def test_soak_training_never_fails_or_stalls_and_nothing_is_lost(
-    five_second_token_emulator, tmp_path, monkeypatch: pytest.MonkeyPatch
+    token_5s_emulator, tmp_path, monkeypatch: pytest.MonkeyPatch
 ):
-    emulator = five_second_token_emulator
+    emulator = token_5s_emulator
     for name, value in emulator.info["env"].items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SPARK_AML_BRIDGE_DUAL_SPOOL_DIR", str(tmp_path / "spool"))

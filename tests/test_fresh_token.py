@@ -128,12 +128,12 @@ def test_a_revoked_token_of_a_given_client_secret_credential_is_replaced_and_sen
 
 
 def test_a_token_that_expires_while_mlflow_retries_through_an_outage_is_renewed(
-    five_second_token_emulator, monkeypatch: pytest.MonkeyPatch
+    token_5s_emulator, monkeypatch: pytest.MonkeyPatch
 ):
     """The issue's failure: a request outlives its 5 s token inside MLflow's own retries (503 with
     Retry-After), twice in a row; the second 401 came back as "rejected a fresh token"."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    emulator = five_second_token_emulator
+    emulator = token_5s_emulator
     _connect_with(emulator, _client_secret_credential(emulator.info))
     mlflow.set_experiment(f"expiring-{uuid.uuid4().hex[:8]}")
     with mlflow.start_run() as run:

@@ -1,7 +1,8 @@
 """Bearer auth for MLflow's HTTP calls to a workspace, through MLflow's request-auth plugin point.
 
 MLflow calls our provider for every request whose host credentials name it; the auth object sees
-the final URL, so the token goes to registered workspace hosts only. A 401 invalidates the token
+the final URL, so the token goes to registered workspaces only, and it is the token of the
+identity that workspace (host + ARM path, hosts.py) was connected with. A 401 invalidates the token
 (it is never sent again) and the request is sent once more with a new one; a 401 for a token that
 was still valid, after that, or a 403, becomes one clear error. A token can expire while MLflow's
 own retries resend the same request through an outage: such a 401 gets another new token (a few
@@ -12,14 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any
-from urllib.parse import urlparse
 
 import requests
 from requests.auth import AuthBase
 
-from spark_aml_bridge.azureml.hosts import host_for
+from spark_aml_bridge.azureml.hosts import workspace_for_url
 from spark_aml_bridge.errors import CredentialError
 
 AUTH_PROVIDER_NAME = "spark-aml-bridge"
@@ -30,7 +31,8 @@ _log = logging.getLogger(__name__)
 
 
 def _service_message(response: requests.Response) -> str:
-    """AML's error message from a 401/403 body (AML's own shape, or MLflow's)."""
+    """AML's error message from a 401/403 body (AML's own shape, or MLflow's), whole: it names
+    the action and scope the identity lacks. Only a body that is no message at all is cut."""
     try:
         body = response.json()
     except ValueError:
@@ -38,17 +40,25 @@ def _service_message(response: requests.Response) -> str:
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:300]
+            return str(error["message"])[:4000]
         if body.get("message"):
-            return str(body["message"])[:300]
+            return str(body["message"])[:4000]
     return json.dumps(body)[:200]
+
+
+_last_status = threading.local()
+
+
+def last_error_status() -> int | None:
+    """The HTTP status of this thread's latest failed workspace response, if any."""
+    return getattr(_last_status, "value", None)
 
 
 class WorkspaceBearerAuth(AuthBase):
     """Adds the workspace's bearer token; never to hosts that are not registered workspaces."""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        host = host_for(urlparse(request.url or "").netloc)
+        host = workspace_for_url(request.url or "")
         if host is None:
             return request
         token = host.tokens.access_token()
@@ -60,9 +70,12 @@ class WorkspaceBearerAuth(AuthBase):
         sent = {"token": sent_token, "expires_on": expires_on}
 
         def on_response(response: requests.Response, **kwargs: Any) -> requests.Response:
+            if response.status_code >= 400:
+                # MLflow's RestException drops the status; failures.py names it from here.
+                _last_status.value = response.status_code
             if response.status_code not in (401, 403):
                 return response
-            host = host_for(urlparse(response.url).netloc)
+            host = workspace_for_url(response.url)
             if host is None:
                 return response
             message = _service_message(response)

@@ -11,6 +11,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
 
+from spark_aml_bridge.azureml.failures import calling
 from spark_aml_bridge.azureml.tracking_store import workspace_host_creds
 
 
@@ -29,6 +30,10 @@ class AzureMLRegistryStore(RegistryRestStore):
         address = self.workspace_session.address
         creds = workspace_host_creds(address.rest_base, self.workspace_session.ca_bundle)
         super().__init__(lambda: creds)
+
+    def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
+        # MLflow-private seam (BaseRestStore._call_endpoint): see failures.py.
+        return calling(self, super()._call_endpoint, *args, **kwargs)
 
     def create_model_version(
         self,

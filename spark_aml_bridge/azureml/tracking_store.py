@@ -19,6 +19,7 @@ from mlflow.store.tracking.rest_store import RestStore
 from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 
 from spark_aml_bridge.azureml.auth import AUTH_PROVIDER_NAME
+from spark_aml_bridge.azureml.failures import calling
 from spark_aml_bridge.azureml.logged_models import ClientSideLoggedModels, run_id_for
 from spark_aml_bridge.errors import BridgeError
 
@@ -41,6 +42,11 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
         address = self.workspace_session.address
         creds = workspace_host_creds(address.rest_base, self.workspace_session.ca_bundle)
         super().__init__(lambda: creds)
+
+    def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
+        # MLflow-private seam (RestStore._call_endpoint, MLflow 2 and 3): every REST call of the
+        # store passes here, so a transport failure becomes one clear error (failures.py).
+        return calling(self, super()._call_endpoint, *args, **kwargs)
 
     # -- MLflow 3 logged models: the server's API where it has one, else client side ------------
     def _native_logged_models(self) -> bool:
@@ -155,8 +161,13 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
             )
         )
         endpoint, method = _method_info()[CreateRun]
-        response = self._post_once_retrying(
-            endpoint, method, json.loads(body), lambda: self._find_created(experiment_id, key)
+        response = calling(
+            self,
+            self._post_once_retrying,
+            endpoint,
+            method,
+            json.loads(body),
+            lambda: self._find_created(experiment_id, key),
         )
         if isinstance(response, Run):
             return response

@@ -13,13 +13,20 @@ when nothing is left; operations the mirror refused for good stay in it as dead 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spark_aml_bridge.dual.mirror import Mirror, is_transient, short_error
-from spark_aml_bridge.dual.spool import Spool, describe, spool_files
+from spark_aml_bridge.dual.spool import (
+    Spool,
+    SpoolCorruptError,
+    describe,
+    quarantine,
+    spool_files,
+)
 from spark_aml_bridge.dual.sync import Comparer, Difference
 
 if TYPE_CHECKING:
@@ -37,6 +44,7 @@ class ReplayReport:
     reconciled_runs: int = 0
     fixed: list[Difference] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # quarantined spools (also in errors)
 
     @property
     def complete(self) -> bool:
@@ -51,6 +59,7 @@ class ReplayReport:
             "reconciled_runs": self.reconciled_runs,
             "fixed": [str(d) for d in self.fixed],
             "errors": self.errors,
+            "damaged": self.damaged,
         }
 
 
@@ -114,6 +123,7 @@ def replay_spool(
     )
     name = str(spool.path)
     report.replayed.append(name)
+    errors_before = len(report.errors)  # another spool's failure must not stop this one
     try:
         backoff = 0.5
         while True:
@@ -131,7 +141,7 @@ def replay_spool(
                     break
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-        if not report.errors:
+        if len(report.errors) == errors_before:
             comparer = Comparer(applier, artifacts=True)
             for run_id in spool.runs_to_reconcile(include_open=True):
                 try:
@@ -166,9 +176,9 @@ def replay(
     deadline = None if timeout is None else time.monotonic() + timeout
     stores: dict[tuple[str, str], tuple[Any, Any]] = {}
     for path in spool_files(folder):
-        spool = Spool.adopt(path)
+        spool = _adopt(path, report)
         if spool is None:
-            if path.exists():
+            if path.exists() and str(path) not in report.damaged:
                 report.skipped_live.append(str(path))
             continue
         try:
@@ -192,8 +202,7 @@ def replay(
                 report=report,
             )
         except Exception as exc:  # noqa: BLE001 - report it, go on with the other spools
-            report.errors.append(f"{path}: {short_error(exc)}")
-            spool.close(remove_if_done=False)
+            _failed(spool, path, exc, report)
     return report
 
 
@@ -222,6 +231,25 @@ def _replayed_as_durable_writes(
     return True
 
 
+def _adopt(path: Path, report: ReplayReport) -> Spool | None:
+    """The spool at `path` if its owner is gone; a damaged one is quarantined and reported."""
+    try:
+        return Spool.adopt(path)
+    except SpoolCorruptError as exc:
+        report.damaged.append(str(path))
+        report.errors.append(str(exc))
+        return None
+
+
+def _failed(spool: Spool, path: Path, exc: Exception, report: ReplayReport) -> None:
+    spool.close(remove_if_done=False)
+    if isinstance(exc, sqlite3.DatabaseError):  # damaged past its header: found while reading
+        report.damaged.append(str(path))
+        report.errors.append(str(SpoolCorruptError(path, quarantine(path, exc), exc)))
+    else:
+        report.errors.append(f"{path}: {short_error(exc)}")
+
+
 def replay_orphans(link: MirrorLink) -> ReplayReport:
     """In a new dual store's process: replay spools of the same pair left by dead processes."""
     folder = link.settings.spool_dir
@@ -229,7 +257,7 @@ def replay_orphans(link: MirrorLink) -> ReplayReport:
     for path in spool_files(folder):
         if path == link.spool.path:
             continue
-        spool = Spool.adopt(path)
+        spool = _adopt(path, report)
         if spool is None:
             continue
         try:
@@ -250,8 +278,7 @@ def replay_orphans(link: MirrorLink) -> ReplayReport:
                 report=report,
             )
         except Exception as exc:  # noqa: BLE001
-            report.errors.append(f"{path}: {short_error(exc)}")
-            spool.close(remove_if_done=False)
+            _failed(spool, path, exc, report)
     for error in report.errors:
         _log.warning("dual tracking: replaying a spool left behind: %s", error)
     return report

@@ -137,6 +137,50 @@ def owner_alive(path: Path) -> bool:
     return False
 
 
+def _sidecars(path: Path) -> list[Path]:
+    return [Path(str(path) + "-wal"), Path(str(path) + "-shm")]
+
+
+def _release_lock(path: Path, fd: int) -> None:
+    try:
+        os.unlink(str(path) + LOCK_SUFFIX)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+class SpoolCorruptError(Exception):
+    """A spool SQLite cannot read; it was moved aside so the other spools replay."""
+
+    def __init__(self, path: Path, moved_to: Path, error: BaseException) -> None:
+        self.path = path
+        self.moved_to = moved_to
+        super().__init__(
+            f"spool {path.name} is damaged ({error}); moved to {moved_to.name}. Its writes are "
+            "still in the primary: `spark-aml-bridge mirror backfill` copies them to the mirror; "
+            "then delete the file"
+        )
+
+
+def quarantine(path: Path, error: BaseException) -> Path:
+    """Rename a damaged spool (and its -wal/-shm) out of the replay's way; WARNING says so."""
+    moved = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    os.replace(path, moved)
+    for sidecar in _sidecars(path):
+        if sidecar.exists():
+            os.replace(sidecar, Path(str(moved) + sidecar.name[len(path.name) :]))
+    _log.warning(
+        "dual tracking: spool %s is damaged (%s) and was moved to %s; the other spools are "
+        "replayed. Run `spark-aml-bridge mirror backfill` for its runs (the primary has them), "
+        "then delete %s",
+        path,
+        error,
+        moved,
+        moved,
+    )
+    return moved
+
+
 class Spool:
     """One spool file; the process holding its lock is the only one that drains it."""
 
@@ -185,7 +229,13 @@ class Spool:
         fd = _try_lock(Path(str(path) + LOCK_SUFFIX))
         if fd is None:  # pragma: no cover - a fresh random name
             raise OSError(f"spool {path} is locked by another process")
-        spool = cls(path, fd, **kwargs)
+        try:
+            # Created 0600 before SQLite opens it: its -wal and -shm files take this mode.
+            os.close(os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            spool = cls(path, fd, **kwargs)
+        except BaseException:
+            _release_lock(path, fd)
+            raise
         meta = {
             "version": str(VERSION),
             "primary": primary,
@@ -196,7 +246,9 @@ class Spool:
             "id": path.stem[len(PREFIX) :],
         }
         spool._w.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
-        os.chmod(path, 0o600)
+        for file in (path, *_sidecars(path)):
+            if file.exists():
+                os.chmod(file, 0o600)
         return spool
 
     @classmethod
@@ -208,7 +260,14 @@ class Spool:
         if not path.exists():  # finished and removed by its owner meanwhile
             os.close(fd)
             return None
-        return cls(path, fd, **kwargs)
+        try:
+            return cls(path, fd, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            _release_lock(path, fd)
+            raise SpoolCorruptError(path, quarantine(path, exc), exc) from exc
+        except BaseException:
+            _release_lock(path, fd)
+            raise
 
     @property
     def id(self) -> str:

@@ -125,7 +125,10 @@ class DualTrackingStore(AbstractStore):
     def flush_mirror(self, timeout: float | None = None) -> bool:
         """Wait until the mirror has every spooled write (or `timeout`); True when it has."""
         link = self.link
-        return True if link is None else link.flush(timeout)
+        if link is None:
+            # No spool (e.g. a read-only spool directory): the mirror got none of the writes.
+            return not self._link_failed
+        return link.flush(timeout)
 
     def mirror_status(self) -> dict[str, Any]:
         link = self.link

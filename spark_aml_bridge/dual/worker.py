@@ -66,6 +66,7 @@ class MirrorLink:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._warned = False
+        self.unspooled = 0  # writes that could not be spooled: the mirror will lack them
         self.started = time.time()
         self._last_write = 0.0
         self._units = 0  # written since the worker last looked (a hint, not exact)
@@ -106,6 +107,7 @@ class MirrorLink:
         except Exception as exc:  # noqa: BLE001 - a full disk must not fail training
             if self.strict:
                 raise
+            self.unspooled += 1
             if not self._warned:
                 _log.warning(
                     "dual tracking: could not spool a write for the mirror (%s); `spark-aml-bridge "
@@ -279,7 +281,7 @@ class MirrorLink:
             while True:
                 pending, _ = self.spool.pending()
                 if not pending and not self.spool.runs_to_reconcile():
-                    return True
+                    return not self.unspooled
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
                 self._wake.set()

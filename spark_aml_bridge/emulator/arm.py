@@ -81,7 +81,8 @@ class ArmApp:
             return arm_error(
                 404, "ResourceGroupNotFound", f"Resource group '{match['rg']}' could not be found."
             )
-        if match["ws"].lower() != ident.workspace_name.lower():
+        names = {name.lower(): name for name in self.tokens.workspace_names()}
+        if match["ws"].lower() not in names:
             return arm_error(
                 404,
                 "ResourceNotFound",
@@ -89,7 +90,7 @@ class ArmApp:
                 f"resource group '{match['rg']}' was not found. For more details please go to "
                 "https://aka.ms/ARMResourceNotFoundFix",
             )
-        return json_response(self.workspace_resource())
+        return json_response(self.workspace_resource(names[match["ws"].lower()]))
 
     def _unauthorized(self, check: TokenCheck) -> Response:
         tenant = self.identity.tenant_id
@@ -109,12 +110,22 @@ class ArmApp:
             )
         return arm_error(401, code, message, {"WWW-Authenticate": challenge})
 
-    def workspace_resource(self) -> dict[str, Any]:
+    def workspace_resource(self, name: str | None = None) -> dict[str, Any]:
         ident = self.identity
         prefix = f"/subscriptions/{ident.subscription_id}/resourceGroups/{ident.resource_group}"
+        name = name or ident.workspace_name
+        properties = dict(self.workspace_properties)
+        workspace_id = ident.workspace_id
+        extra = next((w for w in self.tokens.extra_workspaces if w.name == name), None)
+        if extra is not None:
+            # Same host, the other workspace's path.
+            properties["mlFlowTrackingUri"] = properties["mlFlowTrackingUri"].replace(
+                ident.workspace_arm_id, extra.arm_id(ident)
+            )
+            workspace_id = extra.workspace_id
         return {
-            "id": ident.workspace_arm_id,
-            "name": ident.workspace_name,
+            "id": f"{prefix}/providers/Microsoft.MachineLearningServices/workspaces/{name}",
+            "name": name,
             "type": "Microsoft.MachineLearningServices/workspaces",
             "location": REGION,
             "kind": "Default",
@@ -126,9 +137,9 @@ class ArmApp:
                 "tenantId": ident.tenant_id,
             },
             "properties": {
-                "friendlyName": ident.workspace_name,
+                "friendlyName": name,
                 "description": "Local Azure ML workspace emulator (spark-aml-bridge)",
-                "workspaceId": ident.workspace_id,
+                "workspaceId": workspace_id,
                 "tenantId": ident.tenant_id,
                 "provisioningState": "Succeeded",
                 "storageAccount": f"{prefix}/providers/Microsoft.Storage/storageAccounts/stlocal",
@@ -136,6 +147,6 @@ class ArmApp:
                 "applicationInsights": f"{prefix}/providers/Microsoft.Insights/components/ai-local",
                 "hbiWorkspace": False,
                 "publicNetworkAccess": "Enabled",
-                **self.workspace_properties,
+                **properties,
             },
         }

@@ -152,7 +152,8 @@ class AuthorityApp:
                 correlation,
             )
         ident = self.tokens.identity
-        if client_id.lower() != ident.client_id.lower():
+        known = self.tokens.principal_for_client(client_id)
+        if known is None:
             return aad_error(
                 400,
                 "unauthorized_client",
@@ -172,14 +173,15 @@ class AuthorityApp:
                 "'client_secret'.",
                 correlation,
             )
-        if not hmac.compare_digest(secret.encode(), ident.client_secret.encode()):
+        principal, expected_secret = known
+        if not hmac.compare_digest(secret.encode(), expected_secret.encode()):
             return aad_error(
                 401,
                 "invalid_client",
                 7000215,
                 "Invalid client secret provided. Ensure the secret being sent in the request is "
                 f"the client secret value, not the client secret ID, for a secret added to app "
-                f"'{ident.client_id}'.",
+                f"'{principal.app_id}'.",
                 correlation,
             )
         audience, problem = self._audience_from_form(form)
@@ -199,7 +201,7 @@ class AuthorityApp:
                     correlation,
                 )
             self.stats.count("token.claims_challenge")
-        token, _ = self.tokens.issue(self.tokens.service_principal(), audience)
+        token, _ = self.tokens.issue(principal, audience)
         self.stats.count("tokens_issued")
         lifetime = self.tokens.lifetime
         return json_response(

@@ -95,3 +95,43 @@ def load_or_create_identity(
     }
     merged.update({k: v for k, v in overrides.items() if v})
     return Identity(**merged)
+
+
+WORKSPACES_FILE = "workspaces.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtraWorkspace:
+    """Another workspace on the same host, with a service principal allowed on it only."""
+
+    name: str
+    client_id: str
+    client_secret: str
+    sp_object_id: str
+    workspace_id: str
+
+    def arm_id(self, identity: Identity) -> str:
+        return (
+            f"/subscriptions/{identity.subscription_id}/resourceGroups/{identity.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.name}"
+        )
+
+
+def load_or_create_workspaces(state_dir: Path, names: list[str]) -> list[ExtraWorkspace]:
+    """The extra workspaces named (beyond the first), each with its own persisted principal."""
+    path = state_dir / WORKSPACES_FILE
+    stored: dict[str, dict[str, str]] = read_json(path) if path.exists() else {}
+    workspaces = []
+    for name in names:
+        entry = stored.get(name.lower())
+        if entry is None:
+            entry = stored[name.lower()] = {
+                "client_id": str(uuid.uuid4()),
+                "client_secret": _client_secret(),
+                "sp_object_id": str(uuid.uuid4()),
+                "workspace_id": str(uuid.uuid4()),
+            }
+        workspaces.append(ExtraWorkspace(name=name, **entry))
+    if workspaces:
+        write_json(path, stored)
+    return workspaces

@@ -27,7 +27,13 @@ from spark_aml_bridge.emulator.contract import (
     PORTS_FILE,
 )
 from spark_aml_bridge.emulator.files import read_json, write_json, write_private
-from spark_aml_bridge.emulator.identity import REGION, Identity, load_or_create_identity
+from spark_aml_bridge.emulator.identity import (
+    REGION,
+    ExtraWorkspace,
+    Identity,
+    load_or_create_identity,
+    load_or_create_workspaces,
+)
 
 SERVICES = ("authority", "arm", "workspace", "ui", "blob")
 BLOB_BACKENDS = ("local", "azurite")
@@ -65,7 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--subscription-id", help="default: a GUID persisted in the state dir")
     parser.add_argument("--resource-group", help="default: rg-local")
-    parser.add_argument("--workspace-name", help="default: ws-local")
+    parser.add_argument(
+        "--workspace-name",
+        action="append",
+        help="default: ws-local; give it again for more workspaces on the same host, each with "
+        "its own service principal allowed on that workspace only (emulator.json 'workspaces')",
+    )
     parser.add_argument(
         "--no-query-limits",
         action="store_true",
@@ -132,6 +143,33 @@ def tracking_uri_for(workspace_url: str, identity: Identity) -> str:
 
     host = workspace_url.split("://", 1)[1]
     return f"azureml://{host}{workspace_path(identity, 'v1.0')}"
+
+
+def workspaces_info(
+    identity: Identity, extra: list[ExtraWorkspace], tracking_uri: str
+) -> list[dict[str, str]]:
+    """emulator.json `workspaces`: the first is the top-level workspace, then the extra ones."""
+    first = {
+        "name": identity.workspace_name,
+        "workspace_arm_id": identity.workspace_arm_id,
+        "tracking_uri": tracking_uri,
+        "client_id": identity.client_id,
+        "client_secret": identity.client_secret,
+    }
+    rows = [first]
+    for ws in extra:
+        rows.append(
+            {
+                "name": ws.name,
+                "workspace_arm_id": ws.arm_id(identity),
+                "tracking_uri": tracking_uri.replace(
+                    identity.workspace_arm_id, ws.arm_id(identity)
+                ),
+                "client_id": ws.client_id,
+                "client_secret": ws.client_secret,
+            }
+        )
+    return rows
 
 
 def _shell_quote(value: str) -> str:
@@ -247,11 +285,13 @@ class Emulator:
             from spark_aml_bridge.emulator.databricks.process import DatabricksDouble
 
             self.databricks = DatabricksDouble.spawn(state_dir / DATABRICKS_DIR, args.log_requests)
+        names = args.workspace_name or [None]
         identity = load_or_create_identity(
-            state_dir, args.subscription_id, args.resource_group, args.workspace_name
+            state_dir, args.subscription_id, args.resource_group, names[0]
         )
+        extra_workspaces = load_or_create_workspaces(state_dir, names[1:])
         ca_bundle, tls = prepare_tls(state_dir)
-        tokens = TokenService(state_dir, identity, args.token_lifetime)
+        tokens = TokenService(state_dir, identity, args.token_lifetime, extra_workspaces)
 
         preferred = self._preferred_ports()
         sockets = {name: bind_loopback(preferred[name]) for name in SERVICES}
@@ -317,6 +357,7 @@ class Emulator:
             artifacts_info,
         )
         self.info.update(self._databricks_info())
+        self.info["workspaces"] = workspaces_info(identity, extra_workspaces, tracking_uri)
         # Written last: their appearance means "ready".
         env_text = "".join(line + "\n" for line in self.info["env_lines"])
         write_private(state_dir / ENV_FILE, env_text.encode())
@@ -449,6 +490,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.sas_lifetime < 1 or args.artifact_page_size < 1:
         print("--sas-lifetime and --artifact-page-size must be at least 1", file=sys.stderr)
+        return 2
+    names = [n.lower() for n in args.workspace_name or []]
+    if len(set(names)) != len(names):
+        print("each --workspace-name must be different", file=sys.stderr)
         return 2
     if args.blob_backend == "azurite" and not args.azurite_blob_url:
         print("--blob-backend azurite needs --azurite-blob-url", file=sys.stderr)

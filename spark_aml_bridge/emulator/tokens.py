@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from spark_aml_bridge.emulator.contract import SIGNING_KEY_FILE
 from spark_aml_bridge.emulator.files import write_private
-from spark_aml_bridge.emulator.identity import Identity
+from spark_aml_bridge.emulator.identity import ExtraWorkspace, Identity
 
 # What ARM itself accepts as `aud`; the workspace accepts the same set.
 ARM_AUDIENCES = (
@@ -91,8 +91,16 @@ def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
 class TokenService:
     """Issues and validates tokens for one tenant; holds revocation state (in memory)."""
 
-    def __init__(self, state_dir: Path, identity: Identity, lifetime: int) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        identity: Identity,
+        lifetime: int,
+        extra_workspaces: list[ExtraWorkspace] | None = None,
+    ) -> None:
         self.identity = identity
+        # Further workspaces on the same host, each with a principal allowed on it only.
+        self.extra_workspaces = list(extra_workspaces or [])
         self.lifetime = lifetime
         self._key = _load_or_create_key(state_dir / SIGNING_KEY_FILE)
         self._public_key = self._key.public_key()
@@ -113,6 +121,29 @@ class TokenService:
     def service_principal(self) -> Principal:
         ident = self.identity
         return Principal(ident.client_id, ident.sp_object_id, "spark-aml-bridge-emulator-sp", "1")
+
+    def principal_for_client(self, client_id: str) -> tuple[Principal, str] | None:
+        """(principal, its client secret) of a service principal of this tenant."""
+        ident = self.identity
+        if client_id.lower() == ident.client_id.lower():
+            return self.service_principal(), ident.client_secret
+        for ws in self.extra_workspaces:
+            if client_id.lower() == ws.client_id.lower():
+                principal = Principal(ws.client_id, ws.sp_object_id, f"sp-{ws.name}", "1")
+                return principal, ws.client_secret
+        return None
+
+    def may_use_workspace(self, claims: dict[str, Any], workspace: str) -> bool:
+        """The role assignments: an extra workspace's principal is allowed there only; the
+        first workspace allows every other principal of the tenant."""
+        app_id = str(claims.get("appid") or claims.get("azp") or "").lower()
+        owners = {ws.client_id.lower(): ws.name.lower() for ws in self.extra_workspaces}
+        if workspace.lower() == self.identity.workspace_name.lower():
+            return app_id not in owners
+        return owners.get(app_id) == workspace.lower()
+
+    def workspace_names(self) -> list[str]:
+        return [self.identity.workspace_name, *(ws.name for ws in self.extra_workspaces)]
 
     def managed_identity(self) -> Principal:
         ident = self.identity

@@ -138,12 +138,24 @@ class WorkspaceApp:
         if not check.ok:
             self.stats.count("auth_failures")
             return self._unauthorized(check)
-        if not self.identity.is_workspace(match["sub"], match["rg"], match["ws"]):
+        if not self._is_workspace(match["sub"], match["rg"], match["ws"]):
             return aml_error(
                 404,
                 f"Workspace '{match['ws']}' was not found in resource group '{match['rg']}' of "
                 f"subscription '{match['sub']}'.",
                 "NotFound",
+            )
+        if not self.tokens.may_use_workspace(check.claims or {}, match["ws"]):
+            self.stats.count("authorization_failures")
+            oid = (check.claims or {}).get("oid")
+            return aml_error(
+                403,
+                f"The client '{oid}' with object id '{oid}' does not have authorization to "
+                "perform action 'Microsoft.MachineLearningServices/workspaces/experiments/*' "
+                f"over scope '/subscriptions/{match['sub']}/resourceGroups/{match['rg']}/providers/"
+                f"Microsoft.MachineLearningServices/workspaces/{match['ws']}' or the scope is "
+                "invalid.",
+                "AuthorizationFailed",
             )
         fault = self.faults.take(route)
         if fault is not None:
@@ -152,6 +164,12 @@ class WorkspaceApp:
                 _run_to_completion(backend(), environ)
             return _fault_response(fault)
         return backend()
+
+    def _is_workspace(self, sub: str, rg: str, ws: str) -> bool:
+        ident = self.identity
+        return ident.is_workspace(sub, rg, ident.workspace_name) and ws.lower() in {
+            name.lower() for name in self.tokens.workspace_names()
+        }
 
     def _backend(
         self, environ: dict[str, Any], match: re.Match[str], route: str, method: str
