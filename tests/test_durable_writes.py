@@ -102,14 +102,14 @@ def test_run_creation_keeps_trying_within_its_budget_then_says_why(
     use_emulator, tmp_path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("SPARK_AML_BRIDGE_DUAL_SPOOL_DIR", str(tmp_path / "spool"))
-    spark_aml_bridge.connect(durable_writes=True, create_run_budget_seconds=3)
+    spark_aml_bridge.connect(durable_writes=True, create_run_budget_seconds=10)
     experiment_id = mlflow.set_experiment(_experiment("budget")).experiment_id
     # Throttled for a moment: creation waits it out (Retry-After) and succeeds.
     use_emulator.inject_faults(status=429, count=2, retry_after=1, path_contains="runs/create")
     run = MlflowClient().create_run(experiment_id)
     assert run.info.run_id
     # Down for longer than the budget: one clear error naming the workspace and the cause.
-    use_emulator.outage(30)
+    use_emulator.outage(120)
     started = time.monotonic()
     try:
         with pytest.raises(WorkspaceUnreachableError) as info:
@@ -119,7 +119,7 @@ def test_run_creation_keeps_trying_within_its_budget_then_says_why(
     message = str(info.value)
     assert use_emulator.info["workspace_name"] in message and "HTTP 503" in message
     assert "create_run_budget_seconds" in message
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 100  # the budget, not the outage, ended it
 
 
 TRAINING = textwrap.dedent(

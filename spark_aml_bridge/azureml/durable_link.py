@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from spark_aml_bridge.dual.mirror import Mirror, Transient, is_transient, short_error
 from spark_aml_bridge.dual.spool import Spool, spool_files
-from spark_aml_bridge.dual.worker import MirrorLink, _register, _unregister
+from spark_aml_bridge.dual.worker import MirrorLink, _unregister
 
 if TYPE_CHECKING:
     from spark_aml_bridge.dual.api import ReplayReport
@@ -171,40 +171,29 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class _LinkSpec:
+    """What MirrorLink's constructor reads from its store."""
+
+    settings: DurableSettings
+    primary_uri: str
+    mirror_uri: str
+
+
 class DurableLink(MirrorLink):
     """One workspace store's spool and worker in one process (the dual worker, reused)."""
 
     def __init__(self, store: Any, settings: DurableSettings) -> None:
-        # MirrorLink.__init__ expects a dual store (primary + mirror): set the same state here.
+        self._workspace_store = store
+        # MirrorLink.__init__ reads a dual store's settings and URIs: hand it this mode's.
+        super().__init__(_LinkSpec(settings, DURABLE_MARK, store.store_uri))  # type: ignore[arg-type]
         self.store = store
-        self.settings = settings
-        self.primary_uri = DURABLE_MARK
-        self.mirror_uri = store.store_uri
-        self.strict = False
-        self.spool = Spool.create(
-            settings.spool_dir, DURABLE_MARK, self.mirror_uri, max_bytes=settings.spool_max_bytes
-        )
-        self.origin = self.spool.id
-        self._mirror: Any = None
-        self._mirror_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._flushing = threading.Event()
-        self._stop = threading.Event()
-        self._drain_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self._warned = False
-        self.started = time.time()
-        self._last_write = 0.0
-        self._units = 0
-        _register(self)
-        self._replay_orphans_in_background()
 
     def mirror(self) -> Any:
         if self._mirror is None:
             with self._mirror_lock:
                 if self._mirror is None:
-                    self._mirror = WorkspaceWriter(self.store, self.spool)
+                    self._mirror = WorkspaceWriter(self._workspace_store, self.spool)
         return self._mirror
 
     # -- the training thread's side -------------------------------------------------------------
@@ -328,7 +317,9 @@ class DurableLink(MirrorLink):
     def _replay_orphans_in_background(self) -> None:
         def replay() -> None:
             try:
-                report = replay_orphans(self.store, self.settings.spool_dir, skip=self.spool.path)
+                report = replay_orphans(
+                    self._workspace_store, self.settings.spool_dir, skip=self.spool.path
+                )
                 for error in report.errors:
                     _log.warning("durable writes: replaying a spool left behind: %s", error)
             except Exception:  # noqa: BLE001
