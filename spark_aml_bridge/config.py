@@ -301,6 +301,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_parse_bool,
     ),
     Setting(
+        "search_max_client_side_runs",
+        "run searches Azure ML refuses (LIKE/ILIKE filters, ordering by metrics, params or tags) "
+        "are evaluated on the client: the most runs such a search may fetch",
+        default=50_000,
+        parse=int,
+    ),
+    Setting(
         "token_refresh_margin",
         "seconds before expiry at which tokens are refreshed",
         default=300.0,
