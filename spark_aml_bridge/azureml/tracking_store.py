@@ -70,6 +70,10 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
 
         if not prints_run_links():
             return False
+        import threading
+
+        if threading.current_thread().name.startswith("spark-aml-bridge"):
+            return False  # a background sender (mirror, durable writes), not the user's call
         from mlflow.tracking._tracking_service.utils import get_tracking_uri
 
         uri = get_tracking_uri() or ""
