@@ -24,3 +24,26 @@ def latest_active_run() -> Any | None:
     except ImportError:  # not in this MLflow: the calling thread's run is all we can see
         return mlflow.active_run()
     return _get_latest_active_run()
+
+
+def validate_logged_model_name(name: str | None) -> None:
+    """MLflow's own rule for logged-model names (its tracking server applies it on create), so
+    a name MLflow refuses is refused here with MLflow's words
+    (``mlflow.utils.validation._validate_logged_model_name``, MLflow 3)."""
+    try:
+        from mlflow.utils.validation import _validate_logged_model_name
+    except ImportError:  # no such rule in this MLflow: the server would not check either
+        return
+    _validate_logged_model_name(name)
+
+
+def random_name() -> str:
+    """The random names MLflow's server gives unnamed runs and models
+    (``mlflow.utils.name_utils._generate_random_name``)."""
+    try:
+        from mlflow.utils.name_utils import _generate_random_name
+    except ImportError:
+        import uuid
+
+        return f"model-{uuid.uuid4().hex[:8]}"
+    return _generate_random_name()

@@ -245,3 +245,14 @@ def short_sas_emulator(tmp_path_factory: pytest.TempPathFactory):
     )
     yield handle
     handle.stop()
+
+
+# -- side by side with a plain MLflow server (tests/test_side_by_side_*.py) ---------------------
+@pytest.fixture(scope="session")
+def plain_mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """`mlflow server` on 127.0.0.1 (one worker, sqlite, proxied artifacts): its URL. The
+    reference for "same calls, same results" tests."""
+    from plain_server import plain_mlflow_server as serve
+
+    with serve(tmp_path_factory.mktemp("plain-mlflow")) as url:
+        yield url
