@@ -144,7 +144,9 @@ TRAINING = textwrap.dedent(
 )
 
 
-def test_kill_during_an_outage_then_replay_lands_everything_once(use_emulator, tmp_path, capsys):
+def _killed_during_an_outage(use_emulator, tmp_path) -> dict:
+    """Run TRAINING in a subprocess, take the workspace down, kill -9 it once every write was
+    accepted; returns {"run", "accepted"}. The outage is still on."""
     spool_dir = tmp_path / "spool"
     script = tmp_path / "train.py"
     script.write_text(TRAINING)
@@ -178,7 +180,12 @@ def test_kill_during_an_outage_then_replay_lands_everything_once(use_emulator, t
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
-    accepted = json.loads(marker.read_text())
+    return json.loads(marker.read_text())
+
+
+def test_kill_during_an_outage_then_replay_lands_everything_once(use_emulator, tmp_path, capsys):
+    spool_dir = tmp_path / "spool"
+    accepted = _killed_during_an_outage(use_emulator, tmp_path)
     run_id = accepted["run"]
 
     # `mirror status` shows the backlog of the dead process.
@@ -196,6 +203,26 @@ def test_kill_during_an_outage_then_replay_lands_everything_once(use_emulator, t
     # A second replay finds nothing.
     assert main(["mirror", "replay", "--spool-dir", str(spool_dir)]) == 0
     assert "replayed 0 spool(s)" in capsys.readouterr().out
+
+
+def test_the_next_connect_replays_what_a_killed_process_left(
+    use_emulator, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    accepted = _killed_during_an_outage(use_emulator, tmp_path)
+    use_emulator.reset()
+    monkeypatch.setenv("SPARK_AML_BRIDGE_DUAL_SPOOL_DIR", str(tmp_path / "spool"))
+    spark_aml_bridge.connect(durable_writes=True)
+    mlflow.set_experiment(_experiment("next"))
+    with mlflow.start_run():  # the first write opens this process's spool: it replays the other
+        mlflow.log_metric("x", 1.0)
+    reader = plain_reader(use_emulator.info)
+    deadline = time.monotonic() + 120
+    while len(history(reader, accepted["run"], "loss")) < accepted["accepted"]:
+        assert time.monotonic() < deadline, "the next connect() did not replay the spool"
+        time.sleep(0.5)
+    time.sleep(1.0)  # a replay that sent anything twice would show it now
+    points = history(reader, accepted["run"], "loss")
+    assert sorted(p[0] for p in points) == list(range(accepted["accepted"]))
 
 
 def test_a_failed_model_upload_is_never_reported_as_logged(durable, use_emulator):
