@@ -14,7 +14,7 @@ bridge/static throughput >= 0.95; token requests <= executors' Python processes 
 Rounds alternate (bridge, static, bridge, static, ...) so load on the machine hits both alike.
 
 Usage: python benchmarks/bench_executors.py [--rounds 2] [--master local-cluster[2,1,1024]]
-       [--token-lifetime 30]
+       [--token-lifetime 900]
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--master", default="local-cluster[2,1,1024]")
-    parser.add_argument("--token-lifetime", type=int, default=30)
+    # Long enough for a static token to outlive a round (the static side cannot refresh).
+    parser.add_argument("--token-lifetime", type=int, default=900)
     args = parser.parse_args()
 
     import mlflow
