@@ -15,7 +15,7 @@ from spark_aml_bridge._version import __version__
 if TYPE_CHECKING:
     from spark_aml_bridge.bridge import Bridge
 
-__all__ = ["Bridge", "__version__", "connect", "current", "disconnect"]
+__all__ = ["Bridge", "__version__", "connect", "current", "disconnect", "task_run"]
 
 
 def connect(workspace: str | None = None, **kwargs: Any) -> Bridge:
@@ -37,6 +37,13 @@ def current() -> Bridge | None:
     from spark_aml_bridge.bridge import current as _current
 
     return _current()
+
+
+def task_run(**kwargs: Any) -> Any:
+    """A run for a Spark task, linked to the driver's active run (see ``task_runs``)."""
+    from spark_aml_bridge.task_runs import task_run as _task_run
+
+    return _task_run(**kwargs)
 
 
 def __getattr__(name: str) -> Any:

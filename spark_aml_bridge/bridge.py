@@ -62,6 +62,17 @@ class Bridge:
     def executors_linked(self) -> bool:
         return self._executors is not None
 
+    def flush(self, timeout: float | None = 60.0) -> bool:
+        """Wait until every write of this process has reached the workspace (durable writes) or
+        the mirror (dual mode); False if `timeout` passed first. Synchronous writes: True."""
+        if self.dual is not None:
+            return self.dual.flush(timeout)
+        from mlflow.tracking._tracking_service.utils import _get_store
+
+        store = _get_store(self.tracking_uri)
+        flush = getattr(store, "flush", None)
+        return True if flush is None else flush(timeout)
+
     def __repr__(self) -> str:
         return (
             f"Bridge(platform={self.platform.describe()}, workspace={self.workspace}, "
@@ -156,6 +167,12 @@ def connect(
         for name, value in config.to_env().items():
             saved.environ.setdefault(name, os.environ.get(name))
             os.environ[name] = value
+        if config.durable_writes and config.mode == "workspace":
+            # MLflow 3 prints a run link at end_run after reading the run (which would wait for
+            # its pending writes); that link is no AML studio page anyway.
+            name = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+            saved.environ.setdefault(name, os.environ.get(name))
+            os.environ[name] = "true"
         bridge = Bridge(session, platform.context(), config.mode, saved, _settings_key=key)
         bridge.dual = dual
         if config.executors:

@@ -229,8 +229,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "dual_spool_dir",
-        "dual mode: local directory of the mirror's durable spool (default: the platform's local "
-        "disk, else ~/.cache/spark-aml-bridge/spool)",
+        "dual mode and durable writes: local directory of the durable spool (default: the "
+        "platform's local disk, else ~/.cache/spark-aml-bridge/spool)",
     ),
     Setting(
         "dual_strict",
@@ -264,11 +264,48 @@ SETTINGS: tuple[Setting, ...] = (
         default=1024.0,
         parse=_parse_seconds,
     ),
+    # Durable writes in workspace mode (azureml/durable_store.py).
+    Setting(
+        "durable_writes",
+        "workspace mode: true to commit params, metrics, tags, run ends and dataset inputs to a "
+        "local durable spool and return at once (a background worker sends them; reads of a run "
+        "first wait for its pending writes); false to send each write synchronously",
+        default=False,
+        parse=_parse_bool,
+    ),
+    Setting(
+        "durable_read_wait_seconds",
+        "durable writes: how long a read of a run (get_run, metric history, search) waits for "
+        "that run's pending writes before it reads anyway",
+        default=30.0,
+        parse=_parse_seconds,
+    ),
+    Setting(
+        "durable_exit_flush_seconds",
+        "durable writes: how long process exit waits for pending writes (the rest is replayed "
+        "by the next connect() or `spark-aml-bridge mirror replay`)",
+        default=10.0,
+        parse=_parse_seconds,
+    ),
+    Setting(
+        "create_run_budget_seconds",
+        "durable writes: how long creating a run (synchronous: code needs its id) keeps trying "
+        "through throttling and outages, honouring Retry-After, before one clear error",
+        default=120.0,
+        parse=_parse_seconds,
+    ),
     Setting(
         "executors",
         "true to carry the connection into Spark executors",
         default=True,
         parse=_parse_bool,
+    ),
+    Setting(
+        "search_max_client_side_runs",
+        "run searches Azure ML refuses (LIKE/ILIKE filters, ordering by metrics, params or tags) "
+        "are evaluated on the client: the most runs such a search may fetch",
+        default=50_000,
+        parse=int,
     ),
     Setting(
         "token_refresh_margin",

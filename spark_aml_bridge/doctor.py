@@ -58,6 +58,7 @@ def run_checks(settings: dict[str, Any] | None = None) -> list[Check]:
     checks.append(check)
     if not ok:
         return checks
+    checks.append(_backlog_check(state["config"]))
 
     def session() -> str:
         from spark_aml_bridge.session import open_session
@@ -73,6 +74,38 @@ def run_checks(settings: dict[str, Any] | None = None) -> list[Check]:
     check, _ = _attempt("workspace reachable", lambda: _probe_workspace(state["session"]))
     checks.append(check)
     return checks
+
+
+def _backlog_check(config: Any) -> Check:
+    """Durable writes / dual tracking: writes waiting in the local spools (left by processes that
+    are gone, too), which the next connect() or `spark-aml-bridge mirror replay` sends."""
+    from pathlib import Path
+
+    from spark_aml_bridge.dual.api import status
+    from spark_aml_bridge.dual.spool import default_spool_dir
+
+    folder = Path(config.get("dual_spool_dir") or default_spool_dir()).expanduser()
+    durable = "on" if config.get("durable_writes") else "off"
+    try:
+        info = status(folder)
+    except Exception as exc:  # noqa: BLE001 - doctor reports, it never crashes
+        return Check("write backlog", False, f"{folder}: {type(exc).__name__}: {exc}")
+    totals = info["totals"]
+    orphaned = sum(1 for s in info["spools"] if not s.get("owner_alive", True))
+    detail = (
+        f"durable writes {durable}; {totals['pending_ops']} write(s), "
+        f"{totals['pending_metrics']} metric point(s) pending in {len(info['spools'])} spool(s) "
+        f"under {folder}"
+    )
+    if orphaned:
+        return Check(
+            "write backlog",
+            True,
+            detail + f"; {orphaned} left by processes that are gone",
+            "run `spark-aml-bridge mirror replay` (or connect() again) to send them",
+            warning=True,
+        )
+    return Check("write backlog", True, detail)
 
 
 def _mlflow_version() -> str:

@@ -48,6 +48,20 @@ def short_token_emulator(tmp_path_factory: pytest.TempPathFactory):
     handle.stop()
 
 
+@pytest.fixture(scope="session")
+def token_5s_emulator(tmp_path_factory: pytest.TempPathFactory):
+    """A workspace whose tokens live 5 seconds, for Spark jobs that outlive many tokens."""
+    from spark_aml_bridge.emulator.process import start_emulator
+
+    handle = start_emulator(
+        str(tmp_path_factory.mktemp("emulator-5s")),
+        token_lifetime=5,
+        extra_args=["--no-databricks"],
+    )
+    yield handle
+    handle.stop()
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch):
     """Each test starts with no Azure/MLflow/bridge settings and no live bridge."""
@@ -231,3 +245,14 @@ def short_sas_emulator(tmp_path_factory: pytest.TempPathFactory):
     )
     yield handle
     handle.stop()
+
+
+# -- side by side with a plain MLflow server (tests/test_side_by_side_*.py) ---------------------
+@pytest.fixture(scope="session")
+def plain_mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """`mlflow server` on 127.0.0.1 (one worker, sqlite, proxied artifacts): its URL. The
+    reference for "same calls, same results" tests."""
+    from plain_server import plain_mlflow_server as serve
+
+    with serve(tmp_path_factory.mktemp("plain-mlflow")) as url:
+        yield url

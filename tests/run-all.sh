@@ -18,6 +18,11 @@ make_env() {  # name, then pip requirement arguments
 
 echo "== environment: MLflow 3 (newest), PySpark 4"
 make_env mlflow3 "mlflow==3.*" "pyspark==4.*"
+echo "== environment: MLflow 2.22, PySpark 3.5"
+# mlflow 2.22's server needs SQLAlchemy < 2.1 (see shared/reference/verified-here.md)
+make_env mlflow2 "mlflow==2.22.*" "sqlalchemy<2.1" "pyspark==3.5.*"
+# Both exist before any test: the plain-client tests read what one major logged with the other.
+export SPARK_AML_BRIDGE_TEST_PYTHONS="$VENVS/mlflow3/bin/python $VENVS/mlflow2/bin/python"
 echo "== ruff"
 "$VENVS/mlflow3/bin/ruff" check .
 "$VENVS/mlflow3/bin/ruff" format --check .
@@ -28,8 +33,5 @@ echo "== tests on MLflow 3"
 echo "== install checks: over a runtime's full mlflow 2.12 and over mlflow-skinny 3"
 SPARK_AML_BRIDGE_INSTALL_CHECKS=1 "$VENVS/mlflow3/bin/python" -m pytest -p no:cacheprovider tests/install
 
-echo "== environment: MLflow 2.22, PySpark 3.5"
-# mlflow 2.22's server needs SQLAlchemy < 2.1 (see shared/reference/verified-here.md)
-make_env mlflow2 "mlflow==2.22.*" "sqlalchemy<2.1" "pyspark==3.5.*"
 echo "== tests on MLflow 2"
 "$VENVS/mlflow2/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from pathlib import Path
 
 import mlflow
 import pytest
-from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 import spark_aml_bridge
@@ -138,14 +139,24 @@ def test_with_azurite_the_bytes_are_in_azurite(azurite_emulator, monkeypatch):
     assert container.download_blob(name).readall() == b"stored in Azurite"
 
 
-def test_writing_the_same_path_twice_names_the_write_once_rule(run, tmp_path):
+def test_rewriting_a_path_keeps_every_version_and_reads_the_newest(run, tmp_path):
+    # AML run artifacts are write-once; MLflow code that rewrites a file still runs unchanged.
     path = tmp_path / "once.txt"
-    path.write_text("first")
-    mlflow.log_artifact(str(path))
-    path.write_text("second")
-    with pytest.raises(MlflowException, match="write-once"):
+    for content in ("first", "second", "third"):
+        path.write_text(content)
         mlflow.log_artifact(str(path))
-    assert mlflow.artifacts.load_text(f"{run.info.artifact_uri}/once.txt") == "first"
+    assert mlflow.artifacts.load_text(f"{run.info.artifact_uri}/once.txt") == "third"
+    client = MlflowClient()
+    (tmp_path / "all").mkdir()
+    local = client.download_artifacts(run.info.run_id, "", str(tmp_path / "all"))
+    assert sorted(p.name for p in Path(local).iterdir()) == ["once.txt"]
+    assert (Path(local) / "once.txt").read_text() == "third"
+    assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["once.txt"]
+    # Other clients see the first content in place and the later ones as versions.
+    repo = get_artifact_repository(run.info.artifact_uri)
+    every = sorted(repo._all_paths())
+    assert every[-1] == "once.txt" and len(every) == 3
+    assert all(p.startswith(".spark_aml_bridge/versions/once.txt/") for p in every[:2])
 
 
 def test_artifacts_stay_readable_after_disconnect(run, tmp_path):

@@ -227,7 +227,9 @@ def test_executors_log_and_no_secret_reaches_spark(
     bridge = spark_aml_bridge.connect(**settings)
     assert bridge.executors_linked
     environment = spark.sparkContext.environment
-    assert ("_SPARK_AML_BRIDGE_EXECUTOR_TOKEN" in environment) is relayed
+    assert "_SPARK_AML_BRIDGE_EXECUTOR_TOKEN" not in environment
+    handle = json.loads(environment["_SPARK_AML_BRIDGE_DRIVER"])
+    assert handle["tokens"] is relayed
     experiment_id = mlflow.set_experiment(f"dbx-exec-{uuid.uuid4().hex[:8]}").experiment_id
     rows = (
         spark.range(0, 10, numPartitions=2)
@@ -240,6 +242,10 @@ def test_executors_log_and_no_secret_reaches_spark(
     for run in runs:
         assert run.data.tags["spark_aml_bridge.role"] == "executor"
         assert run.data.tags["mlflow.databricks.cluster.id"] == double.spec["cluster_id"]
+    # The service credential's executors use their own identity; the secret scope's ask the
+    # driver for tokens (its secret never leaves the driver).
+    served = bridge._executors.stats()["token_requests"]
+    assert served >= 1 if relayed else served == 0
     secret = info["client_secret"]
     conf_text = json.dumps(spark.sparkContext.getConf().getAll())
     conf_text += json.dumps({k: spark.conf.get(k, None) for k in double.spark_conf()})

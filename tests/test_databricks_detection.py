@@ -90,7 +90,7 @@ def test_shared_access_mode_is_spark_connect(runtime):
     runtime(compute="shared")
     shim = detect_platform()
     assert shim.context().details["compute"] == "shared"
-    with pytest.warns(UserWarning, match="standard \\(shared\\) access mode"):
+    with pytest.warns(UserWarning, match="standard \\(shared\\) access mode.*foreachBatch"):
         shim.check_config(
             resolve_config({}, env={"SPARK_AML_BRIDGE_EXECUTORS": "true"}, spark_conf={})
         )

@@ -84,19 +84,6 @@ def test_the_services_own_claims_challenge_is_passed_on():
     assert credential.claims == ['{"access_token":{"xms_cc":{"values":["cp1"]}}}']
 
 
-@pytest.fixture(scope="module")
-def five_second_emulator(tmp_path_factory: pytest.TempPathFactory):
-    from spark_aml_bridge.emulator.process import start_emulator
-
-    handle = start_emulator(
-        str(tmp_path_factory.mktemp("emulator-5s")),
-        token_lifetime=5,
-        extra_args=["--no-databricks"],
-    )
-    yield handle
-    handle.stop()
-
-
 def _client_secret_credential(info: dict):
     from azure.identity import ClientSecretCredential
 
@@ -141,12 +128,12 @@ def test_a_revoked_token_of_a_given_client_secret_credential_is_replaced_and_sen
 
 
 def test_a_token_that_expires_while_mlflow_retries_through_an_outage_is_renewed(
-    five_second_emulator, monkeypatch: pytest.MonkeyPatch
+    token_5s_emulator, monkeypatch: pytest.MonkeyPatch
 ):
     """The issue's failure: a request outlives its 5 s token inside MLflow's own retries (503 with
     Retry-After), twice in a row; the second 401 came back as "rejected a fresh token"."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    emulator = five_second_emulator
+    emulator = token_5s_emulator
     _connect_with(emulator, _client_secret_credential(emulator.info))
     mlflow.set_experiment(f"expiring-{uuid.uuid4().hex[:8]}")
     with mlflow.start_run() as run:

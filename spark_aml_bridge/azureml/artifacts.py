@@ -13,6 +13,7 @@ import logging
 import os
 import posixpath
 import re
+import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from spark_aml_bridge.azureml.auth import bearer_auth
+from spark_aml_bridge.azureml.rewrites import is_bookkeeping, newest_version, version_path
 
 _log = logging.getLogger(__name__)
 
@@ -123,7 +125,31 @@ class AzureMLArtifactRepository(ArtifactRepository):
             for name in files:
                 inner = name if relative == "." else posixpath.join(*relative.split(os.sep), name)
                 pairs.append((os.path.join(directory, name), self._remote(artifact_path, inner)))
-        self._upload(pairs)
+        with tempfile.TemporaryDirectory() as scratch:
+            self._upload([self._portable_mlmodel(pair, scratch) for pair in pairs])
+
+    def _portable_mlmodel(self, pair: tuple[str, str], scratch: str) -> tuple[str, str]:
+        """An MLflow 3 model logged in this run is stored in the MLflow 2 layout every client
+        reads: its MLmodel names the run folder and no logged-model id (which plain clients
+        would look up in the workspace's logged-model API, and Azure ML has none)."""
+        local, remote = pair
+        if posixpath.basename(remote) != "MLmodel":
+            return pair
+        import yaml
+
+        with open(local, encoding="utf-8") as stream:
+            meta = yaml.safe_load(stream)
+        folder = posixpath.dirname(remote)
+        if not isinstance(meta, dict) or meta.get("run_id") != self.run_id or not folder:
+            return pair
+        if "model_id" not in meta and meta.get("artifact_path") == folder:
+            return pair
+        meta.pop("model_id", None)
+        meta["artifact_path"] = folder
+        portable = os.path.join(scratch, "MLmodel")
+        with open(portable, "w", encoding="utf-8") as out:
+            yaml.safe_dump(meta, out, default_flow_style=False)
+        return portable, remote
 
     def _remote(self, artifact_path: str | None, name: str) -> str:
         parts = [p for p in (self._root, (artifact_path or "").strip("/"), name) if p]
@@ -149,26 +175,41 @@ class AzureMLArtifactRepository(ArtifactRepository):
                 future.result()  # the first failure is raised: never a silent partial upload
 
     def _register(self, paths: list[str]) -> dict[str, str]:
+        """Upload URLs per path; a path that exists already gets a new version (rewrites.py)."""
+        targets, conflicts = self._register_once(paths)
+        if conflicts:
+            _log.info(
+                "Azure ML run artifacts are write-once: keeping the new content of %s as a newer "
+                "version (read through the bridge; other clients see it under %s)",
+                ", ".join(conflicts[:3]) + (" …" if len(conflicts) > 3 else ""),
+                ".spark_aml_bridge/versions/",
+            )
+            versions = {path: version_path(path) for path in conflicts}
+            more, clash = self._register_once(list(versions.values()))
+            if clash:
+                raise WriteOnceError(
+                    f"Azure ML run artifacts are write-once and a new version of {clash[0]} "
+                    f"could not be registered in run {self.run_id}; log it again."
+                )
+            targets.update({path: more[versions[path]] for path in conflicts})
+        return targets
+
+    def _register_once(self, paths: list[str]) -> tuple[dict[str, str], list[str]]:
         body = {"paths": [{"path": p} for p in paths]}
         answer = self._call("POST", "/batch/metadata", json=body)
         errors = answer.get("errors") or {}
-        if errors:
-            conflicts = [p for p, e in errors.items() if "already exists" in _error_text(e)]
-            if conflicts:
-                raise WriteOnceError(
-                    f"Azure ML run artifacts are write-once: {', '.join(conflicts[:5])}"
-                    f"{' …' if len(conflicts) > 5 else ''} already exist(s) in run {self.run_id}. "
-                    "Log under another artifact path, or in a new run."
-                )
-            first = next(iter(errors.items()))
+        conflicts = [p for p, e in errors.items() if "already exists" in _error_text(e)]
+        others = [p for p in errors if p not in conflicts]
+        if others:
             raise MlflowException(
-                f"the workspace refused artifact '{first[0]}': {_error_text(first[1])}"
+                f"the workspace refused artifact '{others[0]}': {_error_text(errors[others[0]])}"
             )
         content = answer.get("artifactContentInformation") or {}
-        missing = [p for p in paths if not (content.get(p) or {}).get("contentUri")]
+        wanted = [p for p in paths if p not in conflicts]
+        missing = [p for p in wanted if not (content.get(p) or {}).get("contentUri")]
         if missing:
             raise MlflowException(f"the workspace returned no upload URL for {missing[:3]}")
-        return {p: content[p]["contentUri"] for p in paths}
+        return {p: content[p]["contentUri"] for p in wanted}, conflicts
 
     def _put_blob(self, local_file: str, remote: str, content_uri: str) -> None:
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
@@ -203,18 +244,21 @@ class AzureMLArtifactRepository(ArtifactRepository):
         for full in self._all_paths():
             if prefix and not full.startswith(prefix):
                 continue
+            if is_bookkeeping(full) and not is_bookkeeping(wanted):
+                continue  # the bridge's own records (rewritten versions, model records)
             rest = full[len(prefix) :]
             if not rest:
                 continue
             head, sep, _ = rest.partition("/")
             children[head] = children.get(head, False) or bool(sep)
-        base = (path or "").strip("/")
+        base = _relative(path)
         return [
             FileInfo(posixpath.join(base, name) if base else name, is_dir, None)
             for name, is_dir in sorted(children.items())
         ]
 
     def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
+        artifact_path = _relative(artifact_path)  # MLflow treats "." as the root
         self._listing = list(self._all_paths())
         try:
             return super().download_artifacts(artifact_path, dst_path)
@@ -225,6 +269,9 @@ class AzureMLArtifactRepository(ArtifactRepository):
         from azure.core.exceptions import ClientAuthenticationError
 
         remote = self._full(remote_file_path)
+        if not is_bookkeeping(remote):
+            listing = self._listing if self._listing is not None else list(self._all_paths())
+            remote = newest_version(remote, listing)  # a rewritten file reads as its newest
         for attempt in (1, 2):
             uri = self._content_uri(remote)
             try:
@@ -246,7 +293,7 @@ class AzureMLArtifactRepository(ArtifactRepository):
 
     # -- helpers --------------------------------------------------------------------------------
     def _full(self, path: str | None) -> str:
-        parts = [p for p in (self._root, (path or "").strip("/")) if p]
+        parts = [p for p in (self._root, _relative(path)) if p]
         return posixpath.join(*parts) if parts else ""
 
     def _all_paths(self) -> Iterator[str]:
@@ -311,6 +358,12 @@ class AzureMLArtifactRepository(ArtifactRepository):
                 f"{_body_message(response)}"
             )
         return response.json()
+
+
+def _relative(path: str | None) -> str:
+    """A run-relative artifact path: "", ".", "./" and "/" all mean the root."""
+    cleaned = posixpath.normpath((path or "").strip("/")) if (path or "").strip("/") else ""
+    return "" if cleaned == "." else cleaned
 
 
 def _error_text(error: Any) -> str:

@@ -10,9 +10,10 @@ from typing import Any
 
 
 def tracking_store(store_uri: str, artifact_uri: str | None = None) -> Any:
-    from spark_aml_bridge.azureml.tracking_store import AzureMLTrackingStore
+    # The workspace store, with durable writes when the `durable_writes` setting is on.
+    from spark_aml_bridge.azureml.durable_store import DurableWorkspaceStore
 
-    return AzureMLTrackingStore(store_uri, artifact_uri)
+    return DurableWorkspaceStore(store_uri, artifact_uri)
 
 
 def registry_store(store_uri: str, tracking_uri: str | None = None) -> Any:

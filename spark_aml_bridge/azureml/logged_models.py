@@ -15,6 +15,8 @@ from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.store.entities.paged_list import PagedList
 
+from spark_aml_bridge.azureml.run_models import not_found
+
 MODELS_EXPERIMENT = "spark_aml_bridge_logged_models"
 PREFIX = "spark_aml_bridge.lm."
 KIND_TAG = "spark_aml_bridge.kind"
@@ -28,9 +30,7 @@ def model_id_for(run_id: str) -> str:
 
 def run_id_for(model_id: str) -> str:
     if not model_id.startswith("m-"):
-        raise MlflowException(
-            f"Logged model '{model_id}' not found", error_code="RESOURCE_DOES_NOT_EXIST"
-        )
+        raise not_found(model_id)
     return model_id[2:]
 
 
@@ -94,16 +94,12 @@ class ClientSideLoggedModels:
         try:
             run = self.get_run(run_id_for(model_id))
         except MlflowException as exc:
-            raise MlflowException(
-                f"Logged model '{model_id}' not found", error_code="RESOURCE_DOES_NOT_EXIST"
-            ) from exc
+            raise not_found(model_id) from exc
         tags = run.data.tags
         if tags.get(KIND_TAG) != "logged_model" or (
             run.info.lifecycle_stage == "deleted" and not allow_deleted
         ):
-            raise MlflowException(
-                f"Logged model '{model_id}' not found", error_code="RESOURCE_DOES_NOT_EXIST"
-            )
+            raise not_found(model_id)
         field = {k: tags.get(PREFIX + k) or None for k in _FIELDS}
         user_tags = {k: v for k, v in tags.items() if not k.startswith(_HIDDEN_TAGS)}
         metrics = [

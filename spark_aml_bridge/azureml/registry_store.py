@@ -49,6 +49,7 @@ class AzureMLRegistryStore(RegistryRestStore):
         if not model_id and isinstance(source, str) and source.startswith("models:/m-"):
             model_id = source[len("models:/") :].split("/", 1)[0]
         kwargs: dict[str, Any] = {}
+        model = None
         if model_id:
             model = self._client_side_logged_model(model_id)
             if model is None:
@@ -56,16 +57,23 @@ class AzureMLRegistryStore(RegistryRestStore):
             else:
                 # The workspace has no logged models: register the model's files by location.
                 source, run_id = model.artifact_location, run_id or model.source_run_id
-        return super().create_model_version(
+        version = super().create_model_version(
             name, source, run_id, tags, run_link, description, local_model_path, **kwargs
         )
+        if model is not None:
+            # What MLflow's tracking server does on this call: the model lists its versions.
+            self._tracking_store().set_model_versions_tags(name, int(version.version), model_id)
+        return version
+
+    def _tracking_store(self) -> Any:
+        from spark_aml_bridge.azureml.tracking_store import AzureMLTrackingStore
+
+        return AzureMLTrackingStore(self.workspace_session.tracking_uri)
 
     def _client_side_logged_model(self, model_id: str) -> Any:
-        from mlflow.tracking import MlflowClient
-
-        session = self.workspace_session
-        model = MlflowClient(tracking_uri=session.tracking_uri).get_logged_model(model_id)
-        return None if session.capabilities.get("logged_models", True) else model
+        store = self._tracking_store()
+        model = store.get_logged_model(model_id)
+        return None if self.workspace_session.capabilities.get("logged_models", True) else model
 
     def rename_registered_model(self, name: str, new_name: str) -> Any:
         raise _unsupported(

@@ -21,6 +21,9 @@ from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 from spark_aml_bridge.azureml.auth import AUTH_PROVIDER_NAME
 from spark_aml_bridge.azureml.failures import calling
 from spark_aml_bridge.azureml.logged_models import ClientSideLoggedModels, run_id_for
+from spark_aml_bridge.azureml.model_store import RunHomedLoggedModels, with_outputs
+from spark_aml_bridge.azureml.run_models import home_run_of
+from spark_aml_bridge.azureml.search import DEFAULT_MAX_RUNS, ClientSideRunSearch, plan_search
 from spark_aml_bridge.errors import BridgeError
 
 _log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ def workspace_host_creds(rest_base: str, ca_bundle: str | None) -> MlflowHostCre
     return MlflowHostCreds(host=rest_base, auth=AUTH_PROVIDER_NAME, server_cert_path=ca_bundle)
 
 
-class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
+class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestStore):
     def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
         from spark_aml_bridge.session import session_for_store_uri
 
@@ -58,56 +61,121 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
                 "POST",
                 max_retries=0,
                 raise_on_status=False,
-                json={"experiment_ids": ["0"], "max_results": 1},
+                # Any id: only whether the route exists matters (AML's ids are GUIDs, and no
+                # experiment "0" need exist).
+                json={"experiment_ids": [str(uuid.uuid4())], "max_results": 1},
             )
-            # AML answers 404 with an empty body: it has no logged-model API.
-            capabilities["logged_models"] = response.status_code != 404
+            # AML answers 404 with an empty body: it has no logged-model API. A server that has
+            # one answers, or says in MLflow's words that the experiment does not exist.
+            capabilities["logged_models"] = response.status_code != 404 or _mlflow_error(response)
         return capabilities["logged_models"]
 
+    # Models this version makes live in a home run (model_store.py); ``m-<run id>`` ids are
+    # models of earlier versions, one hidden run each (logged_models.py), still served.
     def create_logged_model(self, experiment_id: str, *args: Any, **kwargs: Any) -> Any:
         if self._native_logged_models():
             return super().create_logged_model(experiment_id, *args, **kwargs)
-        return self._lm_create(experiment_id, *args, **kwargs)
+        return self._rm_create(experiment_id, *args, **kwargs)
 
     def log_logged_model_params(self, model_id: str, params: Any) -> None:
         if self._native_logged_models():
             return super().log_logged_model_params(model_id, params)
+        if home_run_of(model_id):
+            return self._rm_log_params(model_id, params)
         return self._lm_log_params(model_id, params)
 
     def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> Any:
         if self._native_logged_models():
             return super().get_logged_model(model_id, allow_deleted)
+        if home_run_of(model_id):
+            return self._rm_get(model_id, allow_deleted)
         return self._lm_get(model_id, allow_deleted)
 
     def delete_logged_model(self, model_id: str) -> None:
         if self._native_logged_models():
             return super().delete_logged_model(model_id)
+        if home_run_of(model_id):
+            return self._rm_delete(model_id)
         return self._lm_delete(model_id)
 
     def search_logged_models(self, experiment_ids: list[str], *args: Any, **kwargs: Any) -> Any:
         if self._native_logged_models():
             return super().search_logged_models(experiment_ids, *args, **kwargs)
-        return self._lm_search(experiment_ids, *args, **kwargs)
+        return self._rm_search(experiment_ids, *args, **kwargs)
 
     def finalize_logged_model(self, model_id: str, status: Any) -> Any:
         if self._native_logged_models():
             return super().finalize_logged_model(model_id, status)
+        if home_run_of(model_id):
+            return self._rm_finalize(model_id, status)
         return self._lm_finalize(model_id, status)
 
     def set_logged_model_tags(self, model_id: str, tags: Any) -> None:
         if self._native_logged_models():
             return super().set_logged_model_tags(model_id, tags)
+        if home_run_of(model_id):
+            return self._rm_set_tags(model_id, tags)
         return self._lm_set_tags(model_id, tags)
 
     def delete_logged_model_tag(self, model_id: str, key: str) -> None:
         if self._native_logged_models():
             return super().delete_logged_model_tag(model_id, key)
+        if home_run_of(model_id):
+            return self._rm_delete_tag(model_id, key)
         return self._lm_delete_tag(model_id, key)
 
     def log_outputs(self, run_id: str, models: Any) -> None:
         if self._native_logged_models():
             return super().log_outputs(run_id, models)
-        return self._lm_log_outputs(run_id, models)
+        return self._rm_log_outputs(run_id, models)
+
+    def get_run(self, run_id: str) -> Any:
+        return with_outputs(super().get_run(run_id))
+
+    def _search_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str | None,
+        run_view_type: Any,
+        max_results: int,
+        order_by: list[str] | None,
+        page_token: str | None,
+    ) -> Any:
+        # What Azure ML refuses (LIKE/ILIKE, ordering by metrics/params/tags) is answered on
+        # the client with MLflow's own search semantics (search.py).
+        plan = plan_search(filter_string, order_by)
+        if plan.server_side:
+            runs, token = super()._search_runs(
+                experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
+            )
+        else:
+            runs, token = self._client_side_search().search(
+                experiment_ids,
+                filter_string,
+                run_view_type,
+                max_results,
+                order_by,
+                page_token,
+                plan.pushdown,
+            )
+        return [with_outputs(run) for run in runs], token
+
+    def _client_side_search(self) -> ClientSideRunSearch:
+        from spark_aml_bridge.bridge import current
+
+        search = self.__dict__.get("_client_search")
+        if search is None:
+            search = self.__dict__["_client_search"] = ClientSideRunSearch(
+                super()._search_runs, DEFAULT_MAX_RUNS
+            )
+        # MLflow caches this store per URI: the limit follows the live connect()'s settings
+        # when it is to this workspace, else those this store was opened with.
+        live = current()
+        session = self.workspace_session
+        if live is not None and live.session.address.host == session.address.host:
+            session = live.session
+        search.max_runs = int(session.config.search_max_client_side_runs or DEFAULT_MAX_RUNS)
+        return search
 
     def log_metric(self, run_id: str, metric: Any) -> None:
         if getattr(metric, "model_id", None) and not self._native_logged_models():
@@ -117,11 +185,16 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
     def log_batch(self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = ()) -> None:
         linked = [m for m in metrics or [] if getattr(m, "model_id", None)]
         if linked and not self._native_logged_models():
-            # Without a server-side model API, model metrics also go to the model's run.
+            # Without a server-side model API the run keeps the values; the model's own record
+            # keeps them with their dataset and run links.
             metrics = [_without_model(m) for m in metrics]
+            homed = [m for m in linked if home_run_of(m.model_id)]
+            if homed:
+                self._rm_log_metrics(run_id, homed)
             by_model: dict[str, list] = {}
             for metric in linked:
-                by_model.setdefault(metric.model_id, []).append(_without_model(metric))
+                if not home_run_of(metric.model_id):
+                    by_model.setdefault(metric.model_id, []).append(_without_model(metric))
             for model_id, model_metrics in by_model.items():
                 super().log_batch(run_id_for(model_id), metrics=model_metrics, params=[], tags=[])
         return super().log_batch(run_id, metrics=metrics, params=params, tags=tags)
@@ -223,6 +296,13 @@ class AzureMLTrackingStore(ClientSideLoggedModels, RestStore):
                 continue
             return json.loads(verify_rest_response(response, endpoint).text)
         raise MlflowException(f"{endpoint} did not succeed after {attempts} attempts")
+
+
+def _mlflow_error(response: Any) -> bool:
+    try:
+        return "error_code" in response.json()
+    except ValueError:
+        return False
 
 
 def _without_model(metric: Any) -> Any:

@@ -207,8 +207,25 @@ class RelayedTokenCredential:
 
 
 def _build_relayed(context: SourceContext, arg: str | None) -> BuiltCredential:
+    from spark_aml_bridge.credentials.driver_link import DriverTokenFactory, driver_link
+
+    link = driver_link(context.environ)
+    if link is not None and link.serves_tokens:
+        # The driver's token service: fresh tokens for as long as the driver stays connected.
+        return BuiltCredential(
+            factory=DriverTokenFactory(link),
+            description="tokens from the Spark driver",
+            source="relayed-token",
+            cache_key=("driver-service", link.url),
+        )
     raw = context.environ.get(RELAYED_TOKEN_ENV) or os.environ.get(RELAYED_TOKEN_ENV)
     if not raw:
+        from spark_aml_bridge.platforms.base import spark_role
+
+        if spark_role() == "executor":
+            from spark_aml_bridge.credentials.driver_link import UNLINKED_TASK
+
+            raise CredentialUnavailable(UNLINKED_TASK)
         raise CredentialUnavailable("no token was handed over by the driver")
     return BuiltCredential(
         factory=lambda: RelayedTokenCredential(raw),

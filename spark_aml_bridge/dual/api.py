@@ -184,6 +184,8 @@ def replay(
         try:
             meta = spool.meta()
             pair = (meta.get("primary", ""), meta.get("mirror", ""))
+            if _replayed_as_durable_writes(spool, pair, mirror_uri, stores, deadline, report):
+                continue
             if (primary_uri and pair[0] != primary_uri) or (mirror_uri and pair[1] != mirror_uri):
                 spool.close(remove_if_done=False)
                 continue
@@ -202,6 +204,31 @@ def replay(
         except Exception as exc:  # noqa: BLE001 - report it, go on with the other spools
             _failed(spool, path, exc, report)
     return report
+
+
+def _replayed_as_durable_writes(
+    spool: Spool,
+    pair: tuple[str, str],
+    mirror_uri: str | None,
+    stores: dict[tuple[str, str], tuple[Any, Any]],
+    deadline: float | None,
+    report: ReplayReport,
+) -> bool:
+    """A spool of workspace mode's durable writes (azureml/durable_link.py): replayed to its
+    workspace, no primary involved. False for a dual-tracking spool."""
+    from spark_aml_bridge.azureml.durable_link import DURABLE_MARK, replay_durable_spool
+
+    if pair[0] != DURABLE_MARK:
+        return False
+    if mirror_uri and pair[1] != mirror_uri:
+        spool.close(remove_if_done=False)
+        return True
+    if pair not in stores:
+        from spark_aml_bridge.dual.store import build_store
+
+        stores[pair] = (None, build_store(pair[1]))
+    replay_durable_spool(spool, stores[pair][1], deadline=deadline, report=report)
+    return True
 
 
 def _adopt(path: Path, report: ReplayReport) -> Spool | None:

@@ -454,20 +454,6 @@ class Mirror:
     def find_model(self, mirror_experiment: str, primary_id: str) -> str | None:
         from mlflow.entities import ViewType
 
-        hidden = getattr(self.store, "_models_experiment", None)
-        native = getattr(self.store, "_native_logged_models", None)
-        if callable(hidden) and callable(native) and not native():
-            # The workspace keeps logged models as runs whose bookkeeping tags it hides from
-            # LoggedModel.tags: look at those runs directly.
-            from spark_aml_bridge.azureml.logged_models import model_id_for
-
-            runs = self.store.search_runs(
-                [hidden()],
-                f"tags.`{PRIMARY_MODEL_TAG}` = '{primary_id}'",
-                ViewType.ALL,
-                max_results=5,
-            )
-            return model_id_for(runs[0].info.run_id) if runs else None
         token = None
         while True:
             page = self.store.search_logged_models(
@@ -478,7 +464,27 @@ class Mirror:
                     return model.model_id
             token = page.token
             if not token:
-                return None
+                break
+        hidden = getattr(self.store, "_models_experiment", None)
+        native = getattr(self.store, "_native_logged_models", None)
+        if callable(hidden) and callable(native) and not native():
+            # Models mirrored by earlier versions are runs of the hidden experiment whose
+            # bookkeeping tags LoggedModel.tags hides: look at those runs directly.
+            from spark_aml_bridge.azureml.logged_models import MODELS_EXPERIMENT, model_id_for
+
+            experiment = self.store.get_experiment_by_name(MODELS_EXPERIMENT)
+            runs = (
+                self.store.search_runs(
+                    [experiment.experiment_id],
+                    f"tags.`{PRIMARY_MODEL_TAG}` = '{primary_id}'",
+                    ViewType.ALL,
+                    max_results=5,
+                )
+                if experiment is not None
+                else []
+            )
+            return model_id_for(runs[0].info.run_id) if runs else None
+        return None
 
     def registry(self) -> Any:
         """The mirror's model registry store (built on first use)."""

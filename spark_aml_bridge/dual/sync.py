@@ -275,7 +275,7 @@ class Comparer:
             )
             if fix:
                 m.copy_run_artifacts(primary_id, mirror_id)
-        extra = sorted(have - want)
+        extra = [f for f in sorted(have - want) if not _kept_by_workspace(f, have, want)]
         if extra:
             diffs.append(
                 Difference(scope, "artifacts", None, f"{len(extra)} extra, e.g. {extra[0]}")
@@ -374,7 +374,9 @@ class Comparer:
     def _model_tags(self, model: Any) -> dict[str, str]:
         """A mirror model's tags; for the workspace's client-side models, the tags of the run
         that holds the model, including those LoggedModel.tags hides."""
-        if self.m.native_logged_models():
+        from spark_aml_bridge.azureml.run_models import home_run_of
+
+        if self.m.native_logged_models() or home_run_of(model.model_id):
             return dict(model.tags)
         from spark_aml_bridge.azureml.logged_models import KIND_TAG, PREFIX, run_id_for
 
@@ -513,3 +515,18 @@ def _same_history(a: str | None, b: str | None) -> bool:
     except ValueError:
         return False
     return left == right
+
+
+def _kept_by_workspace(path: str, have: set[str], want: set[str]) -> bool:
+    """Files the workspace side keeps in a run that the other side keeps elsewhere: the
+    bridge's model records, and the folders of models logged in the run (MLmodel inside)."""
+    import posixpath
+
+    from spark_aml_bridge.azureml.run_models import EVENTS_DIR
+
+    if path.startswith(EVENTS_DIR.split("/", 1)[0] + "/"):
+        return True
+    folder = posixpath.dirname(path)
+    while folder and f"{folder}/MLmodel" not in have:
+        folder = posixpath.dirname(folder)
+    return bool(folder) and not any(w.startswith(folder + "/") for w in want)

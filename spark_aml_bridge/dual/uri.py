@@ -26,7 +26,15 @@ MIRROR_MODEL_TAG = "spark_aml_bridge.mirror.model_id"  # on primary logged model
 ORIGIN_TAG = "spark_aml_bridge.dual.origin"
 CREATE_KEY_TAG = "spark_aml_bridge.create_key"  # the azureml store's retry key (per side)
 # Tags that legitimately differ between the sides; verify ignores them.
-BOOKKEEPING_PREFIXES = ("spark_aml_bridge.primary.", "spark_aml_bridge.mirror.", CREATE_KEY_TAG)
+BOOKKEEPING_PREFIXES = (
+    "spark_aml_bridge.primary.",
+    "spark_aml_bridge.mirror.",
+    CREATE_KEY_TAG,
+    # The workspace's run-homed logged models (azureml/run_models.py).
+    "spark_aml_bridge.models",
+    "spark_aml_bridge.has_models",
+    "spark_aml_bridge.model_outputs",
+)
 
 
 def is_bookkeeping(key: str) -> bool:

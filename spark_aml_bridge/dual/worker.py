@@ -40,6 +40,10 @@ _BUSY_LINGER = 2.0  # while training writes, gather up to this long (fewer, larg
 class MirrorLink:
     """One dual store's spool and worker, in one process."""
 
+    # Set when a drain step landed: a later failure starts its backoff afresh (a drain that
+    # never runs dry, because training keeps writing, must not keep doubling it).
+    _progressed = False
+
     def __init__(self, store: DualTrackingStore) -> None:
         self.store = store
         self.settings = store.settings
@@ -187,6 +191,8 @@ class MirrorLink:
                 self._note_error(exc)
                 if not is_transient(exc):
                     _log.warning("dual tracking: mirror worker error", exc_info=True)
+                if self._progressed:  # it answered since the last failure: a new streak
+                    backoff, self._progressed = 0.0, False
                 retry_after = getattr(_root(exc), "retry_after", None)
                 if retry_after:  # the mirror said when: neither sooner nor later
                     backoff = min(retry_after, 60.0)
@@ -236,6 +242,7 @@ class MirrorLink:
                     return sent
                 started = time.monotonic()
                 sent += mirror.apply(ops)
+                self._progressed = True
                 spent = time.monotonic() - started
             if busy:
                 self._flushing.wait(spent * (1 - _BUSY_DUTY) / _BUSY_DUTY)

@@ -33,6 +33,11 @@ WORKSPACE_PREFIX = re.compile(
 )
 # MLflow 3 logged-model APIs: AML answers 404 with an empty body.
 _LOGGED_MODELS = re.compile(r"^/(?:ajax-)?api/2\.0/mlflow/logged-models(?:/.*)?$")
+# Other MLflow 3 routes AML's MLflow endpoint does not serve (traces, GenAI datasets, OTLP
+# ingestion, the 3.0 API): the same empty 404, never the MLflow server behind.
+_NOT_SERVED = re.compile(
+    r"^/(?:api/2\.0/mlflow/(?:traces|datasets)(?:/.*)?|api/3\.0/.*|v1/traces)$"
+)
 _FAULT_INNER_CODES = {
     429: "TooManyRequests",
     500: "InternalServerError",
@@ -174,7 +179,7 @@ class WorkspaceApp:
     def _backend(
         self, environ: dict[str, Any], match: re.Match[str], route: str, method: str
     ) -> WSGIApp:
-        if _LOGGED_MODELS.match(route):
+        if _LOGGED_MODELS.match(route) or _NOT_SERVED.match(route):
             response = Response(status=404)
             del response.headers["Content-Type"]
             return response

@@ -470,7 +470,8 @@ class DatabricksPlatform(PlatformShim):
                 "access mode: the driver has no SparkContext to hand the connection to executors. "
                 "Give executors their own identity instead (cluster environment variables from "
                 "`spark-aml-bridge init-script databricks`, or a Unity Catalog service credential "
-                "with databricks_service_credential=)."
+                "with databricks_service_credential=), or collect results and log them on the "
+                "driver (or from a foreachBatch function, which runs on the driver)."
             )
         else:
             return
