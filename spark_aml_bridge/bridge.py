@@ -83,6 +83,48 @@ class Bridge:
 
     __str__ = __repr__
 
+    # -- links a person opens: Azure ML studio (or, on the emulator, its MLflow UI) -----------
+    def studio_url(self) -> str:
+        """The workspace in Azure ML studio."""
+        from spark_aml_bridge import links
+
+        base = links.studio_base(self.workspace, self.session.ca_bundle)
+        return links.workspace_link(base, self.workspace, links.session_tenant(self.session))
+
+    def run_url(self, run_id: str) -> str:
+        """Where a person sees run `run_id`: Azure ML studio (the emulator: its MLflow UI)."""
+        from mlflow.tracking import MlflowClient
+
+        from spark_aml_bridge import links
+
+        run = MlflowClient(self.session.tracking_uri).get_run(run_id)
+        base = links.studio_base(self.workspace, self.session.ca_bundle)
+        tenant = links.session_tenant(self.session)
+        return links.run_link(base, self.workspace, run_id, run.info.experiment_id, tenant)
+
+    def experiment_url(self, experiment_id: str | None = None, *, name: str | None = None) -> str:
+        """Where a person sees an experiment, by id or by `name`."""
+        from mlflow.tracking import MlflowClient
+
+        from spark_aml_bridge import links
+        from spark_aml_bridge.errors import ConfigError
+
+        if (experiment_id is None) == (name is None):
+            raise ConfigError(
+                "experiment_url() needs one experiment", "pass experiment_id or name=, not both"
+            )
+        if name is not None:
+            experiment = MlflowClient(self.session.tracking_uri).get_experiment_by_name(name)
+            if experiment is None:
+                raise ConfigError(
+                    f"no experiment named {name!r} in workspace {self.workspace}",
+                    "check the name (mlflow.search_experiments() lists them)",
+                )
+            experiment_id = experiment.experiment_id
+        base = links.studio_base(self.workspace, self.session.ca_bundle)
+        tenant = links.session_tenant(self.session)
+        return links.experiment_link(base, self.workspace, str(experiment_id), tenant)
+
 
 def require_mlflow() -> Any:
     """Import MLflow, or say exactly how to get a supported one."""
@@ -167,6 +209,10 @@ def connect(
         for name, value in config.to_env().items():
             saved.environ.setdefault(name, os.environ.get(name))
             os.environ[name] = value
+        # The store sets it (links.take_over_run_links): disconnect() puts it back.
+        from spark_aml_bridge.links import MLFLOW_SUPPRESS_LINKS
+
+        saved.environ.setdefault(MLFLOW_SUPPRESS_LINKS, os.environ.get(MLFLOW_SUPPRESS_LINKS))
         if config.durable_writes and config.mode == "workspace":
             # MLflow 3 prints a run link at end_run after reading the run (which would wait for
             # its pending writes); that link is no AML studio page anyway.

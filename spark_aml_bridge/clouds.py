@@ -19,6 +19,7 @@ __all__ = [
     "Cloud",
     "cloud_for_aml_host",
     "cloud_for_arm_endpoint",
+    "cloud_for_studio_url",
     "get_cloud",
     "is_known_authority",
 ]
@@ -36,6 +37,8 @@ class Cloud:
     storage_suffix: str  # blob hosts are "<account>.blob.<storage_suffix>"
     # Older tracking URIs used other regional host suffixes; still accepted when parsing.
     legacy_aml_suffixes: tuple[str, ...] = ()
+    # Azure ML studio, where a person opens runs and experiments in a browser.
+    studio_url: str = "https://ml.azure.com"
 
     def aml_host(self, region: str) -> str:
         """The regional AML API host, e.g. ``westeurope.api.azureml.ms``."""
@@ -64,6 +67,7 @@ _TABLE = (
         arm_scope="https://management.chinacloudapi.cn/.default",
         aml_api_suffix="api.ml.azure.cn",
         storage_suffix="core.chinacloudapi.cn",
+        studio_url="https://studio.ml.azure.cn",
     ),
     Cloud(
         name="AzureUSGovernment",
@@ -72,6 +76,7 @@ _TABLE = (
         arm_scope="https://management.usgovcloudapi.net/.default",
         aml_api_suffix="api.ml.azure.us",
         storage_suffix="core.usgovcloudapi.net",
+        studio_url="https://ml.azure.us",
     ),
 )
 
@@ -135,4 +140,15 @@ def cloud_for_aml_host(host: str) -> Cloud | None:
         for suffix in (cloud.aml_api_suffix, *cloud.legacy_aml_suffixes):
             if bare.endswith("." + suffix):
                 return cloud
+    return None
+
+
+def cloud_for_studio_url(url: str) -> Cloud | None:
+    """The cloud whose Azure ML studio this is, or None (e.g. the emulator's MLflow UI)."""
+    if not url:
+        return None
+    bare = _bare_host(url)
+    for cloud in _TABLE:
+        if bare == _bare_host(cloud.studio_url):
+            return cloud
     return None

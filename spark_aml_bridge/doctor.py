@@ -71,9 +71,31 @@ def run_checks(settings: dict[str, Any] | None = None) -> list[Check]:
     if not ok:
         return checks
     checks.append(Check("identity", True, state["session"].identity))
-    check, _ = _attempt("workspace reachable", lambda: _probe_workspace(state["session"]))
+    from spark_aml_bridge import doctor_checks
+
+    try:
+        check = doctor_checks.clock_check(state["session"])
+    except Exception as exc:  # noqa: BLE001 - the token check above already reported it
+        check = Check("clock", True, f"not compared ({type(exc).__name__})", warning=True)
     checks.append(check)
+    try:
+        checks.extend(doctor_checks.spool_checks(state["config"]))
+    except Exception as exc:  # noqa: BLE001 - doctor reports, it never crashes
+        checks.append(Check("dual spool", False, f"{type(exc).__name__}: {exc}"))
+    check, ok = _attempt("workspace reachable", lambda: _probe_workspace(state["session"]))
+    checks.append(check)
+    if ok:
+        check, _ = _attempt("studio", lambda: _studio_link(state["session"]))
+        checks.append(check)
     return checks
+
+
+def _studio_link(session: Any) -> str:
+    """Where a person opens this workspace's runs (Azure ML studio; the emulator's MLflow UI)."""
+    from spark_aml_bridge import links
+
+    base = links.studio_base(session.address, session.ca_bundle)
+    return links.workspace_link(base, session.address, links.session_tenant(session))
 
 
 def _backlog_check(config: Any) -> Check:

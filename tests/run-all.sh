@@ -27,6 +27,16 @@ echo "== ruff"
 "$VENVS/mlflow3/bin/ruff" check .
 "$VENVS/mlflow3/bin/ruff" format --check .
 
+echo "== headless Chromium for the UI test (tests/test_ui_browser.py)"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+      >/dev/null 2>&1 || echo "   could not install chromium: the browser test will say it skips"
+  else
+    echo "   chromium missing and not installable here (needs root + apt-get): the browser test skips"
+  fi
+fi
+
 echo "== tests on MLflow 3"
 "$VENVS/mlflow3/bin/python" -m pytest -p no:cacheprovider "$@"
 

@@ -170,9 +170,20 @@ class AzureMLArtifactRepository(ArtifactRepository):
         if len(jobs) == 1:
             self._put_blob(*jobs[0])
             return
-        with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(jobs))) as pool:
-            for future in [pool.submit(self._put_blob, *job) for job in jobs]:
-                future.result()  # the first failure is raised: never a silent partial upload
+        from spark_aml_bridge.progress import for_transfer
+
+        sizes = [os.path.getsize(local) for local, _, _ in jobs]
+        progress = for_transfer("uploading artifacts", sizes)
+        try:
+            with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(jobs))) as pool:
+                futures = [pool.submit(self._put_blob, *job) for job in jobs]
+                for future, size in zip(futures, sizes, strict=True):
+                    future.result()  # the first failure is raised: never a silent partial upload
+                    if progress is not None:
+                        progress.advance(1, size)
+        finally:
+            if progress is not None:
+                progress.close()
 
     def _register(self, paths: list[str]) -> dict[str, str]:
         """Upload URLs per path; a path that exists already gets a new version (rewrites.py)."""

@@ -44,6 +44,17 @@ def probe_workspace(address: WorkspaceAddress, ca_bundle: str | None, timeout: f
             "check the subscription, resource group and workspace name "
             "(`az ml workspace show --query mlflow_tracking_uri`)",
         )
+    if response.status_code in (429, 503):
+        # A throttling or outage storm in progress: say so, with the server's own wait.
+        wait = response.headers.get("Retry-After")
+        raise WorkspaceUnreachableError(
+            f"the workspace at {address.host} is "
+            f"{'throttling requests' if response.status_code == 429 else 'temporarily unavailable'}"
+            f" (HTTP {response.status_code}{f', Retry-After {wait} s' if wait else ''})",
+            "a 429/503 storm is in progress: wait and run again; tracking calls retry with "
+            "backoff meanwhile (dual mode spools them); if it is your own load, write from fewer "
+            "executors at once or log in batches (mlflow.log_metrics, log_batch)",
+        )
     if response.status_code >= 400:
         raise WorkspaceUnreachableError(
             f"the workspace at {address.host} answered HTTP {response.status_code}: "

@@ -45,6 +45,40 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
         address = self.workspace_session.address
         creds = workspace_host_creds(address.rest_base, self.workspace_session.ca_bundle)
         super().__init__(lambda: creds)
+        from spark_aml_bridge.links import take_over_run_links
+
+        take_over_run_links()
+
+    # -- the run's studio links when it ends (MLflow's own would name the REST endpoint) --------
+    def update_run_info(self, run_id: str, run_status: Any, end_time: Any, run_name: Any) -> Any:
+        info = super().update_run_info(run_id, run_status, end_time, run_name)
+        if end_time is not None and self._print_links_for_user():
+            try:
+                from spark_aml_bridge.links import print_run_links
+
+                run = self.get_run(run_id)
+                if run.info.experiment_id != getattr(self, "_models_experiment_id", None):
+                    print_run_links(self.workspace_session, run)
+            except Exception as exc:  # noqa: BLE001 - a link must never fail the user's run
+                _log.debug("no studio link for run %s: %s", run_id, exc)
+        return info
+
+    def _print_links_for_user(self) -> bool:
+        """Only where MLflow itself would print: the user's tracking store is this workspace
+        (not a dual store's mirror worker, which also ends runs here)."""
+        from spark_aml_bridge.links import prints_run_links
+
+        if not prints_run_links():
+            return False
+        import threading
+
+        if threading.current_thread().name.startswith("spark-aml-bridge"):
+            return False  # a background sender (mirror, durable writes), not the user's call
+        from mlflow.tracking._tracking_service.utils import get_tracking_uri
+
+        uri = get_tracking_uri() or ""
+        host = (self.workspace_session.address.host or "").lower()
+        return uri.lower().startswith(f"azureml://{host}/")
 
     def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
         # MLflow-private seam (RestStore._call_endpoint, MLflow 2 and 3): every REST call of the

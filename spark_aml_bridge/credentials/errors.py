@@ -42,6 +42,9 @@ _UNREACHABLE = re.compile(
     re.I,
 )
 
+# MSAL's words when the tenant's OpenID configuration does not exist (an unknown tenant id).
+_UNKNOWN_TENANT = re.compile(r"Unable to get authority configuration", re.I)
+
 _SECRETISH = re.compile(r"(client_secret|assertion|access_token|password)=[^&\s]+", re.I)
 
 
@@ -60,6 +63,12 @@ def explain_token_failure(description: str, exc: BaseException) -> CredentialErr
     if match and match.group(1) in _AAD_CODES:
         meaning, fix = _AAD_CODES[match.group(1)]
         return CredentialError(f"{description}: {meaning} (AADSTS{match.group(1)})", fix)
+    if _UNKNOWN_TENANT.search(text):
+        return CredentialError(
+            f"{description}: the authority does not know this tenant ({_first_line(text)})",
+            "set AZURE_TENANT_ID / tenant_id= to the directory (tenant) id the identity lives in "
+            "(`az account show --query tenantId`), and check the authority (AZURE_AUTHORITY_HOST)",
+        )
     if isinstance(exc, CredentialUnavailableError):
         return CredentialError(
             f"{description} is unavailable: {_first_line(text)}", _fix_for(description)

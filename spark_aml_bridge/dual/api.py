@@ -109,6 +109,7 @@ def replay_spool(
     names: Any = None,
     deadline: float | None = None,
     report: ReplayReport,
+    progress: Any = None,
 ) -> None:
     """Drain one adopted spool, reconcile its runs, and remove it when done."""
     applier = Mirror(
@@ -133,6 +134,8 @@ def replay_spool(
             try:
                 applier.apply(ops)
                 backoff = 0.5
+                if progress is not None:
+                    progress.advance(len(ops))
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -175,6 +178,9 @@ def replay(
     report = ReplayReport()
     deadline = None if timeout is None else time.monotonic() + timeout
     stores: dict[tuple[str, str], tuple[Any, Any]] = {}
+    from spark_aml_bridge.progress import Progress
+
+    progress = Progress("mirror replay", total=0, unit="write")
     for path in spool_files(folder):
         spool = _adopt(path, report)
         if spool is None:
@@ -191,6 +197,7 @@ def replay(
                 continue
             if pair not in stores:
                 stores[pair] = stores_for(*pair)
+            progress.add_total(spool.pending()[0])
             replay_spool(
                 spool,
                 *stores[pair],
@@ -200,9 +207,11 @@ def replay(
                 names=settings.names,
                 deadline=deadline,
                 report=report,
+                progress=progress,
             )
         except Exception as exc:  # noqa: BLE001 - report it, go on with the other spools
             _failed(spool, path, exc, report)
+    progress.close()
     return report
 
 
@@ -318,7 +327,11 @@ def compare(
         spool_dir=settings.spool_dir,
         replaying=True,
     )
-    comparer = Comparer(applier, artifacts=artifacts)
+    from spark_aml_bridge.progress import Progress
+
+    # Runs are counted as each experiment's list arrives: the total grows, so does the ETA.
+    progress = Progress(f"mirror {'backfill' if fix else 'verify'}", total=0, unit="run")
+    comparer = Comparer(applier, artifacts=artifacts, progress=progress)
     experiment_ids = list(scope.experiment_ids)
     for name in scope.experiment_names:
         experiment = primary.get_experiment_by_name(name)
@@ -342,17 +355,20 @@ def compare(
                 break
     diffs: list[Difference] = []
     seen: set[str] = set()
-    for experiment_id in dict.fromkeys(experiment_ids):
-        diffs += comparer.experiment(experiment_id, fix=fix)
-    for run_id in scope.run_ids:
-        if run_id in seen:
-            continue
-        seen.add(run_id)
-        run = primary.get_run(run_id)
-        parent = run.data.tags.get("mlflow.parentRunId")
-        if fix and parent:
-            applier.run_id(parent, force=True)
-        diffs += comparer.run(run_id, fix=fix, run=run)
+    with progress:
+        progress.add_total(len(set(scope.run_ids)))
+        for experiment_id in dict.fromkeys(experiment_ids):
+            diffs += comparer.experiment(experiment_id, fix=fix)
+        for run_id in scope.run_ids:
+            if run_id in seen:
+                continue
+            seen.add(run_id)
+            run = primary.get_run(run_id)
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if fix and parent:
+                applier.run_id(parent, force=True)
+            diffs += comparer.run(run_id, fix=fix, run=run)
+            progress.advance()
     return diffs
 
 

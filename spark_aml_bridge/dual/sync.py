@@ -65,9 +65,14 @@ def _jsonable(value: Any) -> Any:
 class Comparer:
     """Differences between the primary and the mirror, per run, experiment and logged model."""
 
-    def __init__(self, mirror: Mirror, *, artifacts: bool = True) -> None:
+    def __init__(self, mirror: Mirror, *, artifacts: bool = True, progress: Any = None) -> None:
         self.m = mirror
         self.artifacts = artifacts
+        self.progress = progress  # spark_aml_bridge.progress.Progress, one step per run
+
+    def _run_done(self) -> None:
+        if self.progress is not None:
+            self.progress.advance()
 
     # -- runs -----------------------------------------------------------------------------------
     def run(self, primary_id: str, *, fix: bool = False, run: Any = None) -> list[Difference]:
@@ -446,8 +451,11 @@ class Comparer:
         if run_ids is not None:
             runs = [r for r in runs if r.info.run_id in set(run_ids)]
         runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
+        if self.progress is not None and self.progress.total is not None:
+            self.progress.add_total(len(runs))
         for run in runs:
             diffs += self.run(run.info.run_id, fix=fix, run=run)
+            self._run_done()
         diffs += self._duplicate_mirror_runs(
             scope, mirror_id, {r.info.run_id for r in runs}, complete=run_ids is None
         )

@@ -346,6 +346,10 @@ class Emulator:
             )
             server.start(f"emulator-{name}")
             self.servers[name] = server
+        # The UI lists and downloads `azureml://` run artifacts through the bridge (see ui_access).
+        from spark_aml_bridge.emulator.ui_access import open_ui_session
+
+        open_ui_session(tracking_uri, identity, urls["authority"], str(ca_bundle))
         self.info = build_info(
             identity,
             urls,
