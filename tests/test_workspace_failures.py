@@ -134,3 +134,45 @@ def test_a_bad_ca_bundle_is_named_before_any_token_is_requested(
     text = str(info.value)
     assert "CA bundle" in text and "SPARK_AML_BRIDGE_CA_BUNDLE" in text and str(path) in text
     assert use_emulator.stats()["token_requests"]["total"] == before
+
+
+def _wrapped(cause: BaseException) -> MlflowException:
+    """What MLflow's http_request raises: its own exception, the transport error as context."""
+    try:
+        try:
+            raise cause
+        except Exception as exc:
+            raise MlflowException(f"API request to https://h/x failed with exception {exc}")  # noqa: B904
+    except MlflowException as error:
+        return error
+
+
+@pytest.mark.parametrize(
+    "make, cause, fix",
+    [
+        (lambda: __import__("socket").gaierror(-2, "Name or service not known"), "DNS", "DNS"),
+        (
+            lambda: __import__("requests").exceptions.SSLError(
+                "certificate verify failed: self-signed certificate in chain " + "x" * 1500
+            ),
+            "TLS failed",
+            "ca_bundle",
+        ),
+        (lambda: __import__("requests").exceptions.ReadTimeout("read timed out"), "timeout", ""),
+        (
+            lambda: __import__("requests").exceptions.RetryError("too many 503 error responses"),
+            "HTTP 503",
+            "retry later",
+        ),
+    ],
+)
+def test_each_transport_cause_is_named_whole(make, cause, fix):
+    from spark_aml_bridge.azureml.failures import translate
+
+    original = make()
+    clear = translate(_wrapped(original), "westeurope.api.azureml.ms")
+    assert clear is not None
+    text = str(clear)
+    assert "westeurope.api.azureml.ms" in text and cause in text and fix in text
+    if "x" * 1500 in str(original):
+        assert "x" * 1500 in text  # the cause is never cut short

@@ -65,7 +65,8 @@ def _cause(exc: BaseException) -> tuple[str, str] | None:
 
 
 def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    # The whole cause, on one line: never cut short.
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _aml_message(body: str) -> str | None:
