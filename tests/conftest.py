@@ -68,6 +68,12 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch):
     for name in list(os.environ):
         if name.startswith("SPARK_AML_BRIDGE_") or name in _AZURE_ENV:
             monkeypatch.delenv(name, raising=False)
+    # A workspace store built in-process without connect() (zero code) takes over MLflow's run
+    # links for the rest of the process; tests that start fresh processes must not inherit that.
+    from spark_aml_bridge import links
+
+    monkeypatch.delenv(links.MLFLOW_SUPPRESS_LINKS, raising=False)
+    monkeypatch.setitem(links._printing, "owned", False)
     yield
     import spark_aml_bridge
 

@@ -78,7 +78,9 @@ def test_tokens_refresh_across_lifetimes_with_no_call_per_request(
     assert stats["auth_failures"] == 0
     assert requests > 50
     assert elapsed / lifetime * 0.75 - 1 <= token_calls <= elapsed / lifetime * 2 + 1
-    assert stats["token_requests"]["managed_identity"] == token_calls
+    # Every token the emulator issued came from getToken; a refresh already in flight when the
+    # counters were reset may be counted by the emulator only.
+    assert token_calls <= stats["token_requests"]["managed_identity"] <= token_calls + 1
     assert bridge.session.credential.source == "notebookutils"
 
 
