@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from spark_aml_bridge.dual.mirror import Mirror, Transient, is_transient, short_error
 from spark_aml_bridge.dual.spool import Spool, spool_files
 from spark_aml_bridge.dual.worker import MirrorLink, _unregister
+from spark_aml_bridge.retry_after import retry_after_seconds
 
 if TYPE_CHECKING:
     from spark_aml_bridge.dual.api import ReplayReport
@@ -158,17 +159,9 @@ class WorkspaceWriter(Mirror):
         if response.status_code in _TRANSIENT_STATUS:
             raise Transient(
                 f"the workspace answered HTTP {response.status_code} to runs/update",
-                _retry_after(response),
+                retry_after_seconds(response),
             )
         verify_rest_response(response, endpoint)
-
-
-def _retry_after(response: Any) -> float | None:
-    raw = response.headers.get("Retry-After")
-    try:
-        return min(float(raw), 60.0) if raw is not None else None
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 from spark_aml_bridge.azureml.durable_link import DurableLink, durable_settings
 from spark_aml_bridge.azureml.tracking_store import AzureMLTrackingStore
 from spark_aml_bridge.dual import codec
+from spark_aml_bridge.retry_after import retry_after_seconds
 
 _log = logging.getLogger(__name__)
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
@@ -220,7 +221,7 @@ class DurableWorkspaceStore(AzureMLTrackingStore):
                 if response.status_code not in _TRANSIENT:
                     return json.loads(verify_rest_response(response, endpoint).text)
                 cause = f"HTTP {response.status_code} ({_service_text(response)})"
-                wait = _retry_after(response) or backoff
+                wait = retry_after_seconds(response) or backoff
             if time.monotonic() + wait > deadline:
                 raise self._unreachable(endpoint, budget, attempt, cause)
             time.sleep(wait)
@@ -256,11 +257,3 @@ def _service_text(response: Any) -> str:
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])[:200]
     return json.dumps(body)[:200]
-
-
-def _retry_after(response: Any) -> float | None:
-    raw = response.headers.get("Retry-After")
-    try:
-        return min(float(raw), 60.0) if raw is not None else None
-    except ValueError:
-        return None

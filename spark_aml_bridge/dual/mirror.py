@@ -39,6 +39,7 @@ from spark_aml_bridge.dual.uri import (
     is_bookkeeping,
     is_databricks_uri,
 )
+from spark_aml_bridge.retry_after import retry_after_seconds
 
 _log = logging.getLogger(__name__)
 
@@ -765,7 +766,7 @@ class Mirror:
             if response.status_code in _TRANSIENT_STATUS:
                 raise Transient(
                     f"the mirror answered HTTP {response.status_code} to get-history",
-                    _retry_after(response),
+                    retry_after_seconds(response),
                 )
             body = verify_rest_response(response, endpoint).json()
             for m in body.get("metrics") or []:
@@ -818,7 +819,7 @@ class Mirror:
         if response.status_code in _TRANSIENT_STATUS:
             raise Transient(
                 f"the mirror answered HTTP {response.status_code} to log-batch",
-                _retry_after(response),
+                retry_after_seconds(response),
             )
         verify_rest_response(response, endpoint)
 
@@ -849,11 +850,3 @@ def _json_number(value: float) -> Any:
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     return value
-
-
-def _retry_after(response: Any) -> float | None:
-    raw = response.headers.get("Retry-After")
-    try:
-        return min(float(raw), 60.0) if raw is not None else None
-    except ValueError:
-        return None
