@@ -170,7 +170,7 @@ def connect(
     global _current
     from spark_aml_bridge.config import resolve_config
     from spark_aml_bridge.platforms import detect_platform
-    from spark_aml_bridge.session import open_session
+    from spark_aml_bridge.session import open_session, set_connected
 
     mlflow = require_mlflow()
     explicit = dict(
@@ -232,6 +232,7 @@ def connect(
             extend_executor_env(bridge._executors, {"MLFLOW_TRACKING_URI": dual.tracking_uri})
             start(dual)
         _current = bridge
+        set_connected(session)
         return bridge
 
 
@@ -242,6 +243,9 @@ def disconnect() -> None:
         bridge, _current = _current, None
         if bridge is None:
             return
+        from spark_aml_bridge.session import set_connected
+
+        set_connected(None)
         if bridge._executors is not None:
             bridge._executors.undo()
         import mlflow

@@ -47,3 +47,22 @@ def random_name() -> str:
 
         return f"model-{uuid.uuid4().hex[:8]}"
     return _generate_random_name()
+
+
+def tracking_store_builder(uri: str) -> Any:
+    """MLflow's builder of the tracking store for `uri`, from MLflow's own store registry (so
+    plugins apply), called directly: ``mlflow.tracking._tracking_service.utils._get_store``
+    holds a non-reentrant lock while it builds a store, and the dual store builds its sides
+    inside its own build (``_tracking_store_registry``; checked on MLflow 3.17.2 and 2.22.5)."""
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    return _tracking_store_registry.get_store_builder(uri)
+
+
+def registry_store_builder(uri: str) -> Any:
+    """MLflow's builder of the model registry store for `uri`, for the same reason
+    (``mlflow.tracking._model_registry.utils._get_store_registry``; checked on MLflow 3.17.2
+    and 2.22.5)."""
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+
+    return _get_store_registry().get_store_builder(uri)

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spark_aml_bridge.dual.mirror import Mirror, Transient, is_transient, short_error
+from spark_aml_bridge.dual.failures import Transient, is_transient, short_error
+from spark_aml_bridge.dual.mirror import Mirror
 from spark_aml_bridge.dual.spool import Spool, spool_files
 from spark_aml_bridge.dual.worker import MirrorLink, _unregister
 from spark_aml_bridge.retry_after import retry_after_seconds
 
 if TYPE_CHECKING:
-    from spark_aml_bridge.dual.api import ReplayReport
+    from spark_aml_bridge.dual.replay import ReplayReport
 
 _log = logging.getLogger(__name__)
 
@@ -89,18 +90,18 @@ def durable_settings() -> DurableSettings:
 
 
 class _Synchronous:
-    """The workspace store's synchronous methods (the base class's), for the worker: the worker
-    must send, never spool again."""
+    """The workspace store's synchronous methods (those of the class under its durable one), for
+    the worker: the worker must send, never spool again."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
+        synchronous = getattr(store, "synchronous", None)
+        self._base = synchronous() if callable(synchronous) else None
 
     def __getattr__(self, name: str) -> Any:
-        from spark_aml_bridge.azureml.durable_store import DurableWorkspaceStore
-
-        if isinstance(self._store, DurableWorkspaceStore):
+        if self._base is not None:
             try:
-                return getattr(super(DurableWorkspaceStore, self._store), name)
+                return getattr(self._base, name)
             except AttributeError:  # an instance attribute, e.g. RestStore's get_host_creds
                 pass
         return getattr(self._store, name)
@@ -360,7 +361,7 @@ def replay_orphans(
     store: Any, spool_dir: Path, *, skip: Path | None = None, timeout: float = 600.0
 ) -> ReplayReport:
     """Replay the durable spools of `store`'s workspace left in `spool_dir` by dead processes."""
-    from spark_aml_bridge.dual.api import ReplayReport
+    from spark_aml_bridge.dual.replay import ReplayReport
 
     report = ReplayReport()
     deadline = time.monotonic() + timeout

@@ -40,6 +40,10 @@ class DurableWorkspaceStore(AzureMLTrackingStore):
         self._durable_pid: int | None = None
         self._durable_failed = False
 
+    def synchronous(self) -> Any:
+        """This store without durable writes (its base class's methods), for the worker."""
+        return super()
+
     # -- the link (spool + worker), per process -------------------------------------------------
     def durable_link(self, *, create: bool = True) -> DurableLink | None:
         """This process's link when durable writes are on, else None."""

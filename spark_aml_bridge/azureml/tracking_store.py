@@ -195,7 +195,7 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
         return [with_outputs(run) for run in runs], token
 
     def _client_side_search(self) -> ClientSideRunSearch:
-        from spark_aml_bridge.bridge import current
+        from spark_aml_bridge.session import connected_session
 
         search = self.__dict__.get("_client_search")
         if search is None:
@@ -204,11 +204,11 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
             )
         # MLflow caches this store per URI: the limit follows the live connect()'s settings
         # when it is to this workspace, else those this store was opened with.
-        live = current()
+        live = connected_session()
         session = self.workspace_session
-        if live is not None and live.session.address.host == session.address.host:
-            session = live.session
-        search.max_runs = int(session.config.search_max_client_side_runs or DEFAULT_MAX_RUNS)
+        if live is not None and live.address.host == session.address.host:
+            session = live
+        search.max_runs = session.config.search_max_client_side_runs or DEFAULT_MAX_RUNS
         return search
 
     def log_metric(self, run_id: str, metric: Any) -> None:
