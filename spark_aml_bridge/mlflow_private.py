@@ -66,3 +66,21 @@ def registry_store_builder(uri: str) -> Any:
     from mlflow.tracking._model_registry.utils import _get_store_registry
 
     return _get_store_registry().get_store_builder(uri)
+
+
+def http_request(host_creds: Any, endpoint: str, method: str, **kwargs: Any) -> Any:
+    """MLflow's REST transport, so calls carry what MLflow's stores send (auth by the request
+    auth provider, TLS settings, user agent) (``mlflow.utils.rest_utils.http_request``; checked
+    on MLflow 3.17.2 and 2.22.5)."""
+    from mlflow.utils.rest_utils import http_request as mlflow_http_request
+
+    return mlflow_http_request(host_creds, endpoint, method, **kwargs)
+
+
+def verify_rest_response(response: Any, endpoint: str) -> Any:
+    """MLflow's reading of a REST error answer into its own ``MlflowException`` (with the
+    server's error code), as the stores raise it (``mlflow.utils.rest_utils``; checked on MLflow
+    3.17.2 and 2.22.5)."""
+    from mlflow.utils.rest_utils import verify_rest_response as mlflow_verify
+
+    return mlflow_verify(response, endpoint)

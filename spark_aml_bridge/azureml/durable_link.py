@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spark_aml_bridge.dual.failures import Transient, is_transient, short_error
+from spark_aml_bridge.dual.failures import is_transient, short_error
 from spark_aml_bridge.dual.mirror import Mirror
 from spark_aml_bridge.dual.spool import Spool, spool_files
 from spark_aml_bridge.dual.worker import MirrorLink, _unregister
-from spark_aml_bridge.retry_after import retry_after_seconds
+from spark_aml_bridge.rest import call_once
 
 if TYPE_CHECKING:
     from spark_aml_bridge.dual.replay import ReplayReport
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 DURABLE_MARK = "durable-writes"  # the spool's "primary": there is none, the workspace is all
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 @dataclass(frozen=True)
@@ -141,28 +140,18 @@ class WorkspaceWriter(Mirror):
 
     def _apply_update_run(self, run_id: str, payload: dict[str, Any], age: float) -> None:
         """The run's end (status, end time, name), sent once per attempt (idempotent)."""
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
         body: dict[str, Any] = {"run_id": run_id, "run_uuid": run_id, "status": payload["status"]}
         if payload.get("end") is not None:
             body["end_time"] = int(payload["end"])
         if payload.get("name"):
             body["run_name"] = payload["name"]
-        endpoint = "/api/2.0/mlflow/runs/update"
-        response = http_request(
+        call_once(
             self.store.get_host_creds(),
-            endpoint,
+            "/api/2.0/mlflow/runs/update",
             "POST",
-            max_retries=0,
-            raise_on_status=False,
-            json=body,
+            json_body=body,
+            said="the workspace answered HTTP {status} to runs/update",
         )
-        if response.status_code in _TRANSIENT_STATUS:
-            raise Transient(
-                f"the workspace answered HTTP {response.status_code} to runs/update",
-                retry_after_seconds(response),
-            )
-        verify_rest_response(response, endpoint)
 
 
 @dataclass(frozen=True)

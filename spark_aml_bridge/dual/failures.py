@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from spark_aml_bridge.rest import Transient
+
+__all__ = ["Pending", "Transient", "ignore_missing", "is_transient", "short_error"]
+
 _PERMANENT_CODES = {
     "INVALID_PARAMETER_VALUE",
     "RESOURCE_DOES_NOT_EXIST",
@@ -23,14 +27,6 @@ _PERMANENT_CODES = {
 
 class Pending(Exception):
     """Something this operation refers to is not on the mirror yet (another process mirrors it)."""
-
-
-class Transient(Exception):
-    """The mirror did not answer, or answered 'try again later'."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def is_transient(exc: BaseException) -> bool:

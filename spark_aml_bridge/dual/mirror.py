@@ -28,7 +28,6 @@ from typing import Any
 from spark_aml_bridge.dual import codec
 from spark_aml_bridge.dual.failures import (
     Pending,
-    Transient,
     ignore_missing,
     is_transient,
     short_error,
@@ -47,7 +46,7 @@ from spark_aml_bridge.dual.uri import (
     is_bookkeeping,
     is_databricks_uri,
 )
-from spark_aml_bridge.retry_after import retry_after_seconds
+from spark_aml_bridge.rest import call_once
 
 _log = logging.getLogger(__name__)
 
@@ -56,7 +55,6 @@ HISTORY_TAG = "mlflow.log-model.history"
 MAX_METRICS = 1000
 MAX_PARAMS_TAGS = 100
 MAX_BATCH_BYTES = 800_000
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 @dataclass
@@ -678,29 +676,19 @@ class Mirror:
                 (m.key, m.value, m.timestamp, m.step)
                 for m in self.store.get_metric_history(mirror_id, key)
             ]
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
-        endpoint = "/api/2.0/mlflow/metrics/get-history"
         points: list[tuple[str, float, int, int]] = []
         token = None
         while True:
             params = {"run_id": mirror_id, "metric_key": key}
             if token:
                 params["page_token"] = token
-            response = http_request(
+            body = call_once(
                 self.store.get_host_creds(),
-                endpoint,
+                "/api/2.0/mlflow/metrics/get-history",
                 "GET",
-                max_retries=0,
-                raise_on_status=False,
                 params=params,
+                said="the mirror answered HTTP {status} to get-history",
             )
-            if response.status_code in _TRANSIENT_STATUS:
-                raise Transient(
-                    f"the mirror answered HTTP {response.status_code} to get-history",
-                    retry_after_seconds(response),
-                )
-            body = verify_rest_response(response, endpoint).json()
             for m in body.get("metrics") or []:
                 value = m.get("value", 0.0)
                 value = float(value) if not isinstance(value, str) else float(value.lower())
@@ -728,8 +716,6 @@ class Mirror:
     def _post_batch(
         self, mirror_id: str, rows: list[list[Any]], params: dict[str, str], tags: dict[str, str]
     ) -> None:
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
         body = {
             "run_id": mirror_id,
             "metrics": [
@@ -739,21 +725,13 @@ class Mirror:
             "params": [{"key": k, "value": v} for k, v in params.items()],
             "tags": [{"key": k, "value": v} for k, v in tags.items()],
         }
-        endpoint = "/api/2.0/mlflow/runs/log-batch"
-        response = http_request(
+        call_once(
             self.store.get_host_creds(),
-            endpoint,
+            "/api/2.0/mlflow/runs/log-batch",
             "POST",
-            max_retries=0,
-            raise_on_status=False,
-            json=body,
+            json_body=body,
+            said="the mirror answered HTTP {status} to log-batch",
         )
-        if response.status_code in _TRANSIENT_STATUS:
-            raise Transient(
-                f"the mirror answered HTTP {response.status_code} to log-batch",
-                retry_after_seconds(response),
-            )
-        verify_rest_response(response, endpoint)
 
     # -- artifacts ------------------------------------------------------------------------------
     def copy_run_artifacts(self, primary_id: str, mirror_id: str) -> int:
