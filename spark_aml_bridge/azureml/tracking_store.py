@@ -7,7 +7,6 @@ leave a duplicate run or fail on an experiment that it created itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -16,7 +15,6 @@ from typing import Any
 from mlflow.entities import RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.rest_store import RestStore
-from mlflow.utils.rest_utils import MlflowHostCreds
 
 from spark_aml_bridge.azureml.auth import AUTH_PROVIDER_NAME
 from spark_aml_bridge.azureml.failures import calling
@@ -25,6 +23,11 @@ from spark_aml_bridge.azureml.model_store import RunHomedLoggedModels, with_outp
 from spark_aml_bridge.azureml.run_models import home_run_of
 from spark_aml_bridge.azureml.search import DEFAULT_MAX_RUNS, ClientSideRunSearch, plan_search
 from spark_aml_bridge.errors import BridgeError
+from spark_aml_bridge.mlflow_private import (
+    create_run_request,
+    host_creds,
+    run_from_create_response,
+)
 from spark_aml_bridge.rest import is_transient_status, parsed, retry_wait, send_once
 
 _log = logging.getLogger(__name__)
@@ -33,8 +36,8 @@ _log = logging.getLogger(__name__)
 CREATE_KEY_TAG = "spark_aml_bridge.create_key"
 
 
-def workspace_host_creds(rest_base: str, ca_bundle: str | None) -> MlflowHostCreds:
-    return MlflowHostCreds(host=rest_base, auth=AUTH_PROVIDER_NAME, server_cert_path=ca_bundle)
+def workspace_host_creds(rest_base: str, ca_bundle: str | None) -> Any:
+    return host_creds(rest_base, auth=AUTH_PROVIDER_NAME, server_cert_path=ca_bundle)
 
 
 class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestStore):
@@ -74,9 +77,9 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
 
         if threading.current_thread().name.startswith("spark-aml-bridge"):
             return False  # a background sender (mirror, durable writes), not the user's call
-        from mlflow.tracking._tracking_service.utils import get_tracking_uri
+        import mlflow
 
-        uri = get_tracking_uri() or ""
+        uri = mlflow.get_tracking_uri() or ""
         host = (self.workspace_session.address.host or "").lower()
         return uri.lower().startswith(f"azureml://{host}/")
 
@@ -235,34 +238,23 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
         self, experiment_id: str, user_id: str, start_time: int, tags: Any, run_name: Any
     ):
         from mlflow.entities import Run
-        from mlflow.protos.service_pb2 import CreateRun
-        from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
         key = uuid.uuid4().hex
         all_tags = [*(tags or []), RunTag(CREATE_KEY_TAG, key)]
-        body = message_to_json(
-            CreateRun(
-                experiment_id=str(experiment_id),
-                user_id=user_id,
-                start_time=start_time,
-                tags=[t.to_proto() for t in all_tags],
-                run_name=run_name,
-            )
+        endpoint, method, body = create_run_request(
+            experiment_id, user_id, start_time, all_tags, run_name
         )
-        endpoint, method = _method_info()[CreateRun]
         response = calling(
             self,
             self._post_once_retrying,
             endpoint,
             method,
-            json.loads(body),
+            body,
             lambda: self._find_created(experiment_id, key),
         )
         if isinstance(response, Run):
             return response
-        proto = CreateRun.Response()
-        parse_dict(response, proto)
-        return Run.from_proto(proto.run)
+        return run_from_create_response(response)
 
     def _find_created(self, experiment_id: str, key: str) -> Any:
         found = self.search_runs(
@@ -317,10 +309,3 @@ def _without_model(metric: Any) -> Any:
     from mlflow.entities import Metric
 
     return Metric(metric.key, metric.value, metric.timestamp, metric.step)
-
-
-def _method_info() -> dict:
-    # MLflow 3 keeps the REST routes on the store class, MLflow 2 in the module.
-    from mlflow.store.tracking import rest_store
-
-    return getattr(RestStore, "_METHOD_TO_INFO", None) or rest_store._METHOD_TO_INFO

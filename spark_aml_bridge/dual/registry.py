@@ -39,9 +39,9 @@ class DualRegistryStore(AbstractStore):
             super().__init__()
 
     def _record(self, kind: str, payload: dict[str, Any]) -> None:
-        from mlflow.tracking._tracking_service.utils import _get_store
+        from spark_aml_bridge.mlflow_private import cached_tracking_store
 
-        store = _get_store(self.store_uri)  # the dual tracking store of the same URI
+        store = cached_tracking_store(self.store_uri)  # the dual tracking store of the same URI
         store._record(kind, None, payload)
 
     # -- registered models ------------------------------------------------------------------
