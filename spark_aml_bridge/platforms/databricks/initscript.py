@@ -126,8 +126,9 @@ def databricks_cluster_env(
     if source in _ENV_SECRET_SOURCES:
         # The service principal's ids are not secret: plain values, where the source reads them.
         for name, env_name in (("tenant_id", "AZURE_TENANT_ID"), ("client_id", "AZURE_CLIENT_ID")):
-            if config.get(name):
-                values[env_name] = str(config.get(name))
+            value = getattr(config, name)
+            if value:
+                values[env_name] = str(value)
         if "AZURE_CLIENT_SECRET" not in references:
             raise ConfigError(
                 f"credential '{source}' reads AZURE_CLIENT_SECRET, which the cluster must get "

@@ -125,7 +125,7 @@ class FabricPlatform(ArcadiaShim):
         return tags_for(self.context())
 
     def check_config(self, config: Any) -> None:
-        if config.get("mode") == "dual":
+        if config.mode == "dual":
             _log.warning(DUAL_TRACKING_UNSUPPORTED)
             warnings.warn(DUAL_TRACKING_UNSUPPORTED, UserWarning, stacklevel=3)
 

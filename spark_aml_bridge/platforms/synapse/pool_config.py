@@ -92,7 +92,7 @@ def synapse_pool_configuration(
     from spark_aml_bridge.platforms.synapse.shim import PLATFORM_HINT_ENV
 
     for setting in SETTINGS:
-        if setting.sensitive and config.get(setting.name) is not None:
+        if setting.sensitive and getattr(config, setting.name) is not None:
             raise ConfigError(
                 f"'{setting.name}' is a secret and cannot go into a pool configuration (Spark "
                 "conf is shown in the Spark UI)",
