@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spark_aml_bridge.platforms.base import PlatformContext
-from spark_aml_bridge.platforms.synapse import (
+from spark_aml_bridge.platforms.synapse.shim import (
     FABRIC_TRACKING_SCHEME,
     PLATFORM_CONTEXT_ENV,
     PLATFORM_HINT_ENV,
