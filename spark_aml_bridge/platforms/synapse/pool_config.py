@@ -89,7 +89,7 @@ def synapse_pool_configuration(
 ) -> PoolConfiguration:
     """The pool configuration for `config` (resolved settings; sensitive ones are refused)."""
     from spark_aml_bridge.config import SETTINGS
-    from spark_aml_bridge.platforms.synapse.shim import PLATFORM_HINT_ENV
+    from spark_aml_bridge.platforms.synapse.signals import PLATFORM_HINT_ENV
 
     for setting in SETTINGS:
         if setting.sensitive and getattr(config, setting.name) is not None:
