@@ -288,7 +288,7 @@ class BridgeConfig:
     databricks_secret_scope = Setting(
         str,
         "the Databricks secret scope holding the service principal's client secret (read on the "
-        "driver with dbutils.secrets.get)",
+        "driver through the runtime's secrets utility)",
         for_executors=False,
     )
     databricks_secret_key = Setting(
