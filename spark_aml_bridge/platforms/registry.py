@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from spark_aml_bridge.credentials import generic
+from spark_aml_bridge.platforms.aml_spark.shim import AmlSparkPlatform
 from spark_aml_bridge.platforms.base import PlatformShim
 from spark_aml_bridge.platforms.databricks.shim import DatabricksPlatform
 from spark_aml_bridge.platforms.generic import GenericPlatform
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 _SHIMS: list[PlatformShim] = [
     FabricPlatform(),
+    AmlSparkPlatform(),
     SynapsePlatform(),
     DatabricksPlatform(),
     GenericPlatform(),
