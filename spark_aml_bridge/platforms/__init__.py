@@ -13,8 +13,8 @@ How to add a platform
    of ``credentials.sources.CredentialSource`` (build them with ``credentials.identity`` pieces:
    ``service_principal``, ``token_claims``, ``short_id``); the shim returns them from
    ``credential_sources()`` and names them, with generic ones, in its default chain.
-3. Add one line to ``platforms/registry.py``: the shim, in detection order (before any platform
-   it could be mistaken for, and before generic).
+3. Add the shim to ``platforms/registry.py`` (its import and one entry in ``_SHIMS``), in
+   detection order: before any platform it could be mistaken for, and before generic.
 4. Optional: zero-code set-up (``initscript.py``) and job submission (``jobs.py``) in the same
    folder, with plain function arguments; their command-line options go in ``cli/<name>.py``.
 5. Tests: detection and tags in ``tests/test_<name>_platform.py``. Facts that could not be checked
