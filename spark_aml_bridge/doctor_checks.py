@@ -42,7 +42,7 @@ def local_time() -> float:
 def clock_check(session: Any) -> Any:
     """Compare this machine's clock with the authority's, read from a fresh token's `iat`."""
     from spark_aml_bridge.clouds import get_cloud
-    from spark_aml_bridge.session import token_claims
+    from spark_aml_bridge.credentials.identity import token_claims
 
     # A new credential instance: a token issued just now, not one cached an hour ago.
     scope = get_cloud(session.config.cloud).arm_scope
