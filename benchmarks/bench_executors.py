@@ -27,11 +27,14 @@ import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # shared helpers
+from plain_access import emulator_token  # noqa: E402
 
 TASKS, METRICS = 64, 100
 STATIC_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_SERVER_CERT_PATH")
@@ -63,24 +66,6 @@ def _job(spark, experiment_id: str) -> tuple[float, list[float]]:
 
 def _p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1]
-
-
-def _static_token(info: dict) -> str:
-    import requests
-
-    response = requests.post(
-        f"{info['authority']}/{info['tenant_id']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-            "scope": "https://management.azure.com/.default",
-        },
-        verify=info["ca_bundle"],
-        timeout=30,
-    )
-    response.raise_for_status()
-    return response.json()["access_token"]
 
 
 def main() -> int:
@@ -137,7 +122,7 @@ def main() -> int:
             aad_before_static = emulator.stats()["token_requests"]["total"]
             static = {
                 "MLFLOW_TRACKING_URI": info["workspace_url"],
-                "MLFLOW_TRACKING_TOKEN": _static_token(info),
+                "MLFLOW_TRACKING_TOKEN": emulator_token(info),
                 "MLFLOW_TRACKING_SERVER_CERT_PATH": info["ca_bundle"],
             }
             sc.environment.update(static)

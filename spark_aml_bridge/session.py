@@ -86,7 +86,7 @@ def open_session(
     from spark_aml_bridge.clouds import get_cloud
     from spark_aml_bridge.credentials.sources import SourceContext, select_credential
     from spark_aml_bridge.platforms.registry import credential_sources
-    from spark_aml_bridge.workspace import resolve_workspace_host
+    from spark_aml_bridge.workspace_host import resolve_workspace_host
 
     environ = dict(os.environ if environ is None else environ)
     check_ca_bundle(config.ca_bundle, config.source("ca_bundle"))

@@ -3,17 +3,14 @@
 A workspace is named by subscription, resource group and workspace name. Its MLflow endpoint
 lives on a host that is usually ``<region>.api.azureml.ms`` but is the workspace's own host for
 private-link workspaces, so when only the ARM id is known the host is looked up in ARM
-(:func:`resolve_workspace_host`), the way Azure's own tools do.
+(``workspace_host.resolve_workspace_host``), the way Azure's own tools do.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import re
-import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 from spark_aml_bridge.clouds import (
@@ -25,9 +22,7 @@ from spark_aml_bridge.clouds import (
 )
 from spark_aml_bridge.errors import (
     ConfigError,
-    CredentialError,
     WorkspaceAddressError,
-    WorkspaceUnreachableError,
 )
 
 if TYPE_CHECKING:
@@ -36,13 +31,10 @@ if TYPE_CHECKING:
 __all__ = [
     "WorkspaceAddress",
     "address_from_settings",
-    "clear_resolution_cache",
     "parse_workspace",
-    "resolve_workspace_host",
     "workspace_from_parts",
 ]
 
-logger = logging.getLogger(__name__)
 
 PROVIDER = "Microsoft.MachineLearningServices"
 ARM_ENDPOINT_ENV = "SPARK_AML_BRIDGE_ARM_ENDPOINT"
@@ -56,7 +48,6 @@ _REGION_RE = re.compile(r"^[a-z][a-z0-9]{1,40}$")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_RE = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::[0-9]{{1,5}})?$")
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?")
 
 # --- examples shown in every error, one per form the user may be attempting ---------------------
 
@@ -67,10 +58,10 @@ _EX_SCOPE = (
 _EX_ARM = _EX_SCOPE
 _EX_URI = f"azureml://westeurope.api.azureml.ms/mlflow/v1.0{_EX_SCOPE}"
 _EX_REST = f"https://westeurope.api.azureml.ms/mlflow/v2.0{_EX_SCOPE}"
-_SHOW_CMD = "az ml workspace show -g <rg> -n <workspace> --query mlflow_tracking_uri"
+SHOW_URI_COMMAND = "az ml workspace show -g <rg> -n <workspace> --query mlflow_tracking_uri"
 _FIXES = {
     "arm": f"give the workspace's ARM id, e.g. {_EX_ARM}",
-    "uri": f"give the tracking URI as `{_SHOW_CMD}` prints it, e.g. {_EX_URI}",
+    "uri": f"give the tracking URI as `{SHOW_URI_COMMAND}` prints it, e.g. {_EX_URI}",
     "rest": f"give the workspace's MLflow REST base URL, e.g. {_EX_REST}",
     "parts": (
         f"give subscription_id='{_EX_SUB}', resource_group='my-rg', "
@@ -154,6 +145,12 @@ def _check_names(sub: str, rg: str, ws: str) -> str | None:
     return "; ".join(problems) or None
 
 
+def region_name(value: str) -> str | None:
+    """An ARM location as a region name (``West Europe`` -> ``westeurope``); None if not one."""
+    region = _normalize_region(value)
+    return region if _REGION_RE.match(region) else None
+
+
 def _normalize_region(value: str) -> str:
     # ARM locations are lower-case without spaces; accept the display form ("West Europe") too.
     return value.replace(" ", "").strip().lower()
@@ -215,8 +212,8 @@ class WorkspaceAddress:
                 raise _fail(problem, "parts")
             object.__setattr__(self, "host", host)
         if self.region is not None:
-            region = _normalize_region(self.region)
-            if not _REGION_RE.match(region):
+            region = region_name(self.region)
+            if region is None:
                 raise _fail(f"region {self.region!r} is not an Azure region name", "parts")
             object.__setattr__(self, "region", region)
 
@@ -236,7 +233,7 @@ class WorkspaceAddress:
     def _require_host(self) -> str:
         if not self.host:
             raise WorkspaceAddressError(
-                f"the API host of workspace {self._label} is not known",
+                f"the API host of workspace {self.label} is not known",
                 "pass region= or host=, give the azureml:// tracking URI instead of the ARM id, "
                 "or look the host up with resolve_workspace_host()",
             )
@@ -265,13 +262,11 @@ class WorkspaceAddress:
         return self._url("https", "history/v1.0")
 
     @property
-    def _label(self) -> str:
+    def label(self) -> str:
         return f"{self.workspace_name} ({self.resource_group}, sub …{self.subscription_id[-4:]})"
 
     def __str__(self) -> str:
-        return (
-            f"{self._label} at {self.host}" if self.host else f"{self._label} (host not resolved)"
-        )
+        return f"{self.label} at {self.host}" if self.host else f"{self.label} (host not resolved)"
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -378,7 +373,7 @@ def _parse_url(text: str) -> WorkspaceAddress:
             f"{host!r} is Azure Resource Manager ({arm_cloud.name}), not a workspace's MLflow host",
             "give the workspace's ARM id alone (/subscriptions/<sub>/resourceGroups/<rg>/providers/"
             f"{PROVIDER}/workspaces/<ws>, the bridge looks its host up in ARM), or its azureml:// "
-            f"tracking URI (`{_SHOW_CMD}`)",
+            f"tracking URI (`{SHOW_URI_COMMAND}`)",
         )
     path = parts.path
     segs = [unquote(s) for s in path.split("/")[1:]]
@@ -527,296 +522,3 @@ def address_from_settings(
             "URI from `az ml workspace show --query mlflow_tracking_uri`",
         )
     return address
-
-
-# --- host resolution through ARM ----------------------------------------------------------------
-
-_cache: dict[tuple[str, str], tuple[str, str | None]] = {}
-_cache_lock = threading.Lock()
-_key_locks: dict[tuple[str, str], threading.Lock] = {}
-
-
-def clear_resolution_cache() -> None:
-    """Forget hosts resolved through ARM (e.g. after a workspace was moved)."""
-    with _cache_lock:
-        _cache.clear()
-        _key_locks.clear()
-
-
-class _TokenFailure(Exception):
-    """Carries a credential's failure out of the pipeline, apart from network errors."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(type(error).__name__)
-        self.error = error
-
-
-class _ReportingCredential:
-    """Wraps the caller's credential so a failed get_token is told apart from ARM failing."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        try:
-            return self._inner.get_token(*scopes, **kwargs)
-        except Exception as exc:
-            raise _TokenFailure(exc) from exc
-
-
-def _scrub(text: str, limit: int = 400) -> str:
-    """One line of server or library text, with anything token-like removed."""
-    text = _JWT_RE.sub("<redacted>", " ".join(str(text).split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _make_transport(ca_bundle: str | None, timeout: float) -> Any:
-    # A seam for tests; requests honours HTTPS_PROXY and REQUESTS_CA_BUNDLE when verify is True.
-    from azure.core.pipeline.transport import RequestsTransport
-
-    return RequestsTransport(
-        connection_verify=ca_bundle or True, connection_timeout=timeout, read_timeout=timeout
-    )
-
-
-def _arm_endpoint(value: str) -> str:
-    url = urlsplit((value or "").strip())
-    if "@" in url.netloc:
-        raise ConfigError(
-            "the ARM endpoint must not contain user credentials ('...@')",
-            f"set arm_endpoint= ({ARM_ENDPOINT_ENV}) to e.g. https://management.azure.com",
-        )
-    if url.scheme.lower() != "https" or not url.netloc or url.query:
-        raise ConfigError(
-            f"ARM endpoint {value!r} is not an https URL",
-            f"set arm_endpoint= ({ARM_ENDPOINT_ENV}) to e.g. https://management.azure.com",
-        )
-    return f"https://{url.netloc}{url.path}".rstrip("/")
-
-
-def _arm_error(response: Any) -> tuple[str, str]:
-    """(code, message) from an ARM or AML error body, scrubbed; empty when absent."""
-    try:
-        body = response.json()
-    except ValueError:  # not JSON (a proxy's HTML page, an empty body)
-        return "", ""
-    err = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(err, dict):
-        return "", ""
-    return _scrub(err.get("code") or "", 80), _scrub(err.get("message") or "")
-
-
-def _ids(response: Any) -> str:
-    corr = response.headers.get("x-ms-correlation-request-id") or response.headers.get(
-        "x-ms-request-id"
-    )
-    return f" [ARM correlation id {corr}]" if corr else ""
-
-
-def _unreachable_fix(endpoint: str, tls: bool) -> str:
-    fix = (
-        f"check network access to {endpoint}, or set arm_endpoint= ({ARM_ENDPOINT_ENV}) "
-        "to your cloud's ARM endpoint"
-    )
-    if tls or cloud_for_arm_endpoint(endpoint) is None:
-        fix += (
-            f"; for an endpoint with its own TLS certificate set ca_bundle= ({CA_BUNDLE_ENV}) "
-            "to its CA file"
-        )
-    return fix + "; or give the azureml:// tracking URI so no ARM lookup is needed"
-
-
-def _lookup(
-    address: WorkspaceAddress,
-    credential: Any,
-    endpoint: str,
-    scope: str,
-    ca_bundle: str | None,
-    api_version: str,
-    timeout: float,
-    retries: int,
-) -> tuple[str, str | None]:
-    from azure.core import PipelineClient
-    from azure.core.exceptions import AzureError, ClientAuthenticationError
-    from azure.core.pipeline.policies import (
-        BearerTokenCredentialPolicy,
-        HeadersPolicy,
-        RequestIdPolicy,
-        RetryPolicy,
-        UserAgentPolicy,
-    )
-    from azure.core.rest import HttpRequest
-
-    from spark_aml_bridge._version import __version__
-
-    policies = [
-        RequestIdPolicy(),
-        HeadersPolicy({"Accept": "application/json"}),
-        UserAgentPolicy(base_user_agent=f"spark-aml-bridge/{__version__}"),
-        # The overall timeout bounds the whole lookup, retries included.
-        RetryPolicy(retry_total=retries, retry_backoff_factor=0.5, timeout=timeout),
-        BearerTokenCredentialPolicy(_ReportingCredential(credential), scope),
-    ]
-    request = HttpRequest(
-        "GET", endpoint + quote(address.arm_id, safe="/()"), params={"api-version": api_version}
-    )
-    who = type(credential).__name__
-    label = address._label
-    try:
-        with PipelineClient(
-            base_url=endpoint, policies=policies, transport=_make_transport(ca_bundle, timeout)
-        ) as client:
-            response = client.send_request(request)
-            response.read()
-    except _TokenFailure as failure:
-        raise CredentialError(
-            f"{who} could not get an ARM token (scope {scope}) to look up workspace {label}: "
-            f"{_scrub(str(failure.error))}",
-            "check the credential's settings (tenant, client id, secret or certificate) and that "
-            "it signs in to the cloud of this workspace; or give the azureml:// tracking URI so "
-            "no ARM lookup is needed",
-        ) from failure.error
-    except ClientAuthenticationError as exc:  # not expected (get_token is wrapped); be safe
-        raise CredentialError(
-            f"{who} could not authenticate to ARM for workspace {label}: {_scrub(str(exc))}",
-            "check the credential's settings",
-        ) from exc
-    except AzureError as exc:
-        reason = _scrub(str(exc), 300)
-        tls = "ssl" in reason.lower() or "certificate" in reason.lower()
-        if "timeout" in type(exc).__name__.lower() or "timed out" in reason.lower():
-            reason = f"no answer within {timeout:g}s ({reason})"
-        raise WorkspaceUnreachableError(
-            f"could not reach ARM at {endpoint} to look up workspace {label}: {reason}",
-            _unreachable_fix(endpoint, tls),
-        ) from exc
-
-    status = response.status_code
-    code, message = _arm_error(response)
-    detail = f" ({code}: {message})" if code or message else ""
-    detail += _ids(response)
-    sub, rg, ws = address.subscription_id, address.resource_group, address.workspace_name
-    if status == 404:
-        raise WorkspaceAddressError(
-            f"ARM at {endpoint} found no workspace {ws!r} in resource group {rg!r} of "
-            f"subscription {sub}{detail}",
-            f"check the three names and that the identity can see the subscription, e.g. with "
-            f"`az ml workspace show -g {rg} -n {ws} --subscription {sub}`; its "
-            "--query mlflow_tracking_uri output can be given instead",
-        )
-    if status == 401:
-        raise CredentialError(
-            f"ARM at {endpoint} rejected the token from {who} for workspace {label}{detail}",
-            f"use an identity of the subscription's tenant (AZURE_TENANT_ID) that signs in to "
-            f"this cloud (token scope {scope})",
-        )
-    if status == 403:
-        raise CredentialError(
-            f"the identity from {who} may not read workspace {label}{detail}",
-            "grant it the Reader role on the workspace (or a custom role with "
-            "Microsoft.MachineLearningServices/workspaces/read), or give the azureml:// "
-            "tracking URI so no ARM lookup is needed",
-        )
-    if status != 200:
-        raise WorkspaceUnreachableError(
-            f"ARM at {endpoint} answered HTTP {status} for workspace {label}{detail}",
-            _unreachable_fix(endpoint, False),
-        )
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise WorkspaceUnreachableError(
-            f"ARM at {endpoint} answered workspace {label} with a body that is not JSON"
-            f"{_ids(response)}",
-            _unreachable_fix(endpoint, False),
-        )
-    props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
-    location = _normalize_region(str(body.get("location") or ""))
-    location = location if _REGION_RE.match(location) else None
-    uri = props.get("mlFlowTrackingUri")
-    if uri:
-        # Private-link workspaces have their own host here; never build it when ARM gives it.
-        try:
-            found = parse_workspace(str(uri))
-        except WorkspaceAddressError as exc:
-            raise WorkspaceAddressError(
-                f"ARM gave workspace {label} a tracking URI that cannot be used: {exc.problem}",
-                f"give the tracking URI yourself (`{_SHOW_CMD}`)",
-            ) from None
-        if found.host is None:  # an ARM-id-shaped value: no host in it
-            raise WorkspaceAddressError(
-                f"ARM gave workspace {label} a tracking URI without a host",
-                f"give the tracking URI yourself (`{_SHOW_CMD}`)",
-            )
-        return found.host, found.region or location
-    if location:
-        cloud = cloud_for_arm_endpoint(endpoint) or get_cloud(DEFAULT_CLOUD)
-        return cloud.aml_host(location), location
-    raise WorkspaceAddressError(
-        f"ARM's answer for workspace {label} has neither properties.mlFlowTrackingUri nor location",
-        f"give the tracking URI yourself (`{_SHOW_CMD}`)",
-    )
-
-
-def resolve_workspace_host(
-    address: WorkspaceAddress,
-    credential: Any,
-    *,
-    arm_endpoint: str = "https://management.azure.com",
-    scope: str | None = None,
-    ca_bundle: str | None = None,
-    api_version: str = "2024-10-01",
-    timeout: float = 30,
-    retries: int = 3,
-) -> WorkspaceAddress:
-    """Return ``address`` with its API host, looked up in ARM if it has none yet.
-
-    ``credential`` is an azure-identity style ``TokenCredential``. The host comes from the
-    workspace's ``properties.mlFlowTrackingUri`` (right for private-link workspaces too), else
-    from its ``location``. Results are cached per process by ARM endpoint and workspace.
-    ``scope=None`` (default) picks the ARM scope of the cloud ``arm_endpoint`` belongs to,
-    AzureCloud's (``https://management.azure.com/.default``) for custom endpoints. ``timeout``
-    bounds the whole lookup, retries included.
-    """
-    if address.host:
-        return address
-    label = address._label
-    if credential is None or not callable(getattr(credential, "get_token", None)):
-        raise CredentialError(
-            f"no usable credential to look up the host of workspace {label}",
-            "pass an azure-identity credential (one with get_token), or give the azureml:// "
-            "tracking URI so no ARM lookup is needed",
-        )
-    endpoint = _arm_endpoint(arm_endpoint)
-    if scope is None:
-        scope = (cloud_for_arm_endpoint(endpoint) or get_cloud(DEFAULT_CLOUD)).arm_scope
-    if ca_bundle is not None:
-        import os
-
-        if not os.path.isfile(ca_bundle):
-            raise ConfigError(
-                f"CA bundle {ca_bundle!r} is not a file",
-                f"set ca_bundle= ({CA_BUNDLE_ENV}) to a PEM file with the endpoint's CA",
-            )
-    key = (endpoint.lower(), address.arm_id.lower())
-    with _cache_lock:
-        hit = _cache.get(key)
-        key_lock = _key_locks.setdefault(key, threading.Lock())
-    if hit is None:
-        # One lookup per workspace even when many threads connect at once.
-        with key_lock:
-            with _cache_lock:
-                hit = _cache.get(key)
-            if hit is None:
-                hit = _lookup(
-                    address, credential, endpoint, scope, ca_bundle, api_version, timeout, retries
-                )
-                with _cache_lock:
-                    _cache[key] = hit
-                logger.debug(
-                    "workspace %s resolved through %s to host %s", address, endpoint, hit[0]
-                )
-    host, region = hit
-    return dataclasses.replace(address, host=host, region=region or address.region)

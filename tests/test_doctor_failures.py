@@ -14,7 +14,7 @@ import time
 import uuid
 
 import pytest
-import requests
+from plain_access import emulator_token
 
 from spark_aml_bridge import doctor_checks, session
 from spark_aml_bridge.doctor import doctor
@@ -44,18 +44,7 @@ def _closed_port() -> int:
 
 
 def _relayed_token(info: dict, expires_in: int) -> str:
-    answer = requests.post(
-        f"{info['authority']}/{info['tenant_id']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-            "scope": "https://management.azure.com/.default",
-        },
-        verify=info["ca_bundle"],
-        timeout=30,
-    ).json()
-    return json.dumps({"token": answer["access_token"], "expires_on": time.time() + expires_in})
+    return json.dumps({"token": emulator_token(info), "expires_on": time.time() + expires_in})
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from plain_access import emulator_token
 
 from spark_aml_bridge.emulator import (
     EmulatorError,
@@ -93,20 +94,7 @@ def short_emu(short_token_emulator: EmulatorProcess):
 
 
 def fetch_token(emu: EmulatorProcess, scope: str = ARM_SCOPE) -> str:
-    info = emu.info
-    response = requests.post(
-        f"{info['authority']}/{info['tenant_id']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-            "scope": scope,
-        },
-        verify=info["ca_bundle"],
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
+    return emulator_token(emu.info, scope)
 
 
 def workspace_get(emu: EmulatorProcess, token: str | None, route: str, base: str | None = None):

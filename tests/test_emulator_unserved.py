@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from plain_access import emulator_token
 
 ROUTES = [
     ("POST", "/api/2.0/mlflow/logged-models/search"),
@@ -19,17 +20,7 @@ ROUTES = [
 @pytest.mark.parametrize(("method", "route"), ROUTES)
 def test_routes_azure_ml_lacks_answer_an_empty_404(emulator, method, route):
     info = emulator.info
-    token = requests.post(
-        f"{info['authority']}/{info['tenant_id']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-            "scope": "https://management.azure.com/.default",
-        },
-        verify=info["ca_bundle"],
-        timeout=30,
-    ).json()["access_token"]
+    token = emulator_token(info)
     response = requests.request(
         method,
         info["workspace_url"] + route,

@@ -18,6 +18,7 @@ import mlflow
 import requests
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from plain_access import emulator_token
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -34,22 +35,6 @@ def _pythons() -> list[str]:
     for python in named:
         assert os.access(python, os.X_OK), f"SPARK_AML_BRIDGE_TEST_PYTHONS names {python}"
     return named or [sys.executable]
-
-
-def _token(info: dict) -> str:
-    response = requests.post(
-        f"{info['authority']}/{info['tenant_id']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-            "scope": "https://management.azure.com/.default",
-        },
-        verify=info["ca_bundle"],
-        timeout=30,
-    )
-    response.raise_for_status()
-    return response.json()["access_token"]
 
 
 def _log_in_run(name: str = "model"):
@@ -81,7 +66,7 @@ def test_a_plain_client_finds_and_loads_models_logged_in_a_run(use_emulator, tmp
 
     # Azure ML's own artifact listing of the run (what studio shows) has the model folder.
     emu = use_emulator.info
-    token = _token(emu)
+    token = emulator_token(emu)
     listing = requests.get(
         f"{emu['history_url']}/experimentids/{run.info.experiment_id}/runs/"
         f"{run.info.run_id}/artifacts",

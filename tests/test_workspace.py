@@ -18,7 +18,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 from requests.adapters import BaseAdapter, HTTPAdapter
 
-from spark_aml_bridge import workspace as ws_mod
+from spark_aml_bridge import workspace_host as ws_host
 from spark_aml_bridge.clouds import (
     CLOUDS,
     cloud_for_aml_host,
@@ -34,11 +34,10 @@ from spark_aml_bridge.errors import (
 )
 from spark_aml_bridge.workspace import (
     WorkspaceAddress,
-    clear_resolution_cache,
     parse_workspace,
-    resolve_workspace_host,
     workspace_from_parts,
 )
+from spark_aml_bridge.workspace_host import clear_resolution_cache, resolve_workspace_host
 
 SUB = "11111111-2222-3333-4444-555555555555"
 RG = "my-rg"
@@ -575,7 +574,7 @@ def fake_arm(monkeypatch):
             session.mount("https://", adapter)
             return RequestsTransport(session=session, session_owner=True)
 
-        monkeypatch.setattr(ws_mod, "_make_transport", make_transport)
+        monkeypatch.setattr(ws_host, "_make_transport", make_transport)
         return adapter
 
     return install

@@ -18,16 +18,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from spark_aml_bridge.dual.failures import is_transient, short_error
+from spark_aml_bridge.dual.failures import short_error
 from spark_aml_bridge.dual.mirror import Mirror
+from spark_aml_bridge.dual.replay import ReplayReport, drain
 from spark_aml_bridge.dual.spool import Spool, spool_files
-from spark_aml_bridge.dual.worker import MirrorLink, _unregister
+from spark_aml_bridge.dual.worker import MirrorLink, unregister
 from spark_aml_bridge.rest import call_once
-
-if TYPE_CHECKING:
-    from spark_aml_bridge.dual.replay import ReplayReport
 
 _log = logging.getLogger(__name__)
 
@@ -290,7 +288,7 @@ class DurableLink(MirrorLink):
         finally:
             if locked:
                 self._drain_lock.release()
-            _unregister(self)
+            unregister(self)
 
     def status(self) -> dict[str, Any]:
         info = super().status()
@@ -320,23 +318,7 @@ def replay_durable_spool(
     name = str(spool.path)
     report.replayed.append(name)
     try:
-        backoff = 0.5
-        while True:
-            ops = spool.fetch()
-            if not ops:
-                break
-            try:
-                writer.apply(ops)
-                backoff = 0.5
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                wait = getattr(exc, "retry_after", None) or backoff
-                if deadline is not None and time.monotonic() + wait > deadline:
-                    report.errors.append(f"{name}: workspace unavailable: {short_error(exc)}")
-                    break
-                time.sleep(wait)
-                backoff = min(backoff * 2, 10.0)
+        drain(spool, writer, deadline=deadline, report=report, side="workspace")
         spool.forget_closed_runs()
     finally:
         pending, _ = spool.pending()
@@ -350,8 +332,6 @@ def replay_orphans(
     store: Any, spool_dir: Path, *, skip: Path | None = None, timeout: float = 600.0
 ) -> ReplayReport:
     """Replay the durable spools of `store`'s workspace left in `spool_dir` by dead processes."""
-    from spark_aml_bridge.dual.replay import ReplayReport
-
     report = ReplayReport()
     deadline = time.monotonic() + timeout
     for path in spool_files(spool_dir):

@@ -58,6 +58,39 @@ class ReplayReport:
         }
 
 
+def drain(
+    spool: Spool,
+    applier: Mirror,
+    *,
+    deadline: float | None,
+    report: ReplayReport,
+    side: str,
+    progress: Any = None,
+) -> bool:
+    """Apply every pending operation of `spool` in order, waiting out transient failures (the
+    server's Retry-After, else a growing backoff) until `deadline`; False, reported, when the
+    `side` stayed unavailable."""
+    backoff = 0.5
+    while True:
+        ops = spool.fetch()
+        if not ops:
+            return True
+        try:
+            applier.apply(ops)
+            backoff = 0.5
+            if progress is not None:
+                progress.advance(len(ops))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            wait = getattr(exc, "retry_after", None) or backoff
+            if deadline is not None and time.monotonic() + wait > deadline:
+                report.errors.append(f"{spool.path}: {side} unavailable: {short_error(exc)}")
+                return False
+            time.sleep(wait)
+            backoff = min(backoff * 2, 10.0)
+
+
 def replay_spool(
     spool: Spool,
     primary: Any,
@@ -86,24 +119,7 @@ def replay_spool(
     report.replayed.append(name)
     errors_before = len(report.errors)  # another spool's failure must not stop this one
     try:
-        backoff = 0.5
-        while True:
-            ops = spool.fetch()
-            if not ops:
-                break
-            try:
-                applier.apply(ops)
-                backoff = 0.5
-                if progress is not None:
-                    progress.advance(len(ops))
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                if deadline is not None and time.monotonic() + backoff > deadline:
-                    report.errors.append(f"{name}: mirror unavailable: {short_error(exc)}")
-                    break
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        drain(spool, applier, deadline=deadline, report=report, side="mirror", progress=progress)
         if len(report.errors) == errors_before:
             comparer = Comparer(applier, artifacts=True)
             for run_id in spool.runs_to_reconcile(include_open=True):

@@ -327,7 +327,7 @@ class MirrorLink:
         finally:
             if locked:
                 self._drain_lock.release()
-            _unregister(self)
+            unregister(self)
 
     # -- spools left by processes that are gone -------------------------------------------------
     def _replay_orphans_in_background(self) -> None:
@@ -357,7 +357,8 @@ def _register(link: MirrorLink) -> None:
             _atexit_registered = True
 
 
-def _unregister(link: MirrorLink) -> None:
+def unregister(link: MirrorLink) -> None:
+    """Forget a link that is closed (status and exit flush no longer see it)."""
     with _links_lock:
         if link in _links:
             _links.remove(link)

@@ -11,36 +11,22 @@ import json
 import os
 import sys
 import threading
+from pathlib import Path
 
-import requests
-
-
-def _token(info):
-    response = requests.post(
-        f"{info['authority']}/{info['tenant_id']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-            "scope": "https://management.azure.com/.default",
-        },
-        verify=info["ca_bundle"],
-        timeout=30,
-    )
-    response.raise_for_status()
-    return response.json()["access_token"]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the shared helper
+from plain_access import emulator_token  # noqa: E402
 
 
 def main():
     with open(sys.argv[1], encoding="utf-8") as handle:
         info = json.load(handle)
     parent, keys = sys.argv[2], sys.argv[3:]
-    os.environ["MLFLOW_TRACKING_TOKEN"] = _token(info)
+    os.environ["MLFLOW_TRACKING_TOKEN"] = emulator_token(info)
     stop = threading.Event()
 
     def refresh():
         while not stop.wait(max(1.0, info.get("token_lifetime", 3600) / 3)):
-            os.environ["MLFLOW_TRACKING_TOKEN"] = _token(info)
+            os.environ["MLFLOW_TRACKING_TOKEN"] = emulator_token(info)
 
     threading.Thread(target=refresh, daemon=True).start()
     os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = info["ca_bundle"]
