@@ -61,8 +61,8 @@ _LEGACY_RUN_URI = re.compile(
 )
 # A comparison of a run id or the parent-run tag in a search filter, with its literal(s).
 _FILTER_RUN_CLAUSE = re.compile(
-    r"(?P<lhs>(?:(?:attributes?|attr|run)\.)?[`\"]?(?:run_id|run_uuid)[`\"]?"
-    r"|tags?\.(?:`mlflow\.parentRunId`|\"mlflow\.parentRunId\"|mlflow\.parentRunId))"
+    r"(?<![\w.`\"])(?:(?P<attr>(?:(?:attributes?|attr|run)\.)?[`\"]?(?:run_id|run_uuid)[`\"]?)"
+    r"|(?P<tag>tags?\.(?:`mlflow\.parentRunId`|\"mlflow\.parentRunId\"|mlflow\.parentRunId)))"
     r"(?P<op>\s*(?:!=|=|(?:NOT\s+)?IN)\s*)"
     r"(?P<rhs>'[^']*'|\"[^\"]*\"|\([^)]*\))",
     re.IGNORECASE,
@@ -108,6 +108,12 @@ class _Request:
         self.unknown[placeholder] = value
         return placeholder
 
+    def tag_value_in(self, value: Any) -> Any:
+        """A `mlflow.parentRunId` value: a known run's GUID becomes its id, anything else is
+        kept as sent (tag values are the client's data)."""
+        mlflow_id = self.ids.to_mlflow(RUN, value) if isinstance(value, str) else None
+        return value if mlflow_id is None else mlflow_id
+
     def source_in(self, value: Any) -> Any:
         match = _RUNS_URI.match(value) if isinstance(value, str) else None
         if match is None:
@@ -118,13 +124,17 @@ class _Request:
         if not isinstance(value, str) or not value:
             return value
 
-        def literal(found: re.Match[str]) -> str:
-            quote = "'" if found.group(1) is not None else '"'
-            text = found.group(1) if found.group(1) is not None else found.group(2)
-            return f"{quote}{self.run_in(text)}{quote}"
-
         def clause(found: re.Match[str]) -> str:
-            return found["lhs"] + found["op"] + _QUOTED.sub(literal, found["rhs"])
+            # A run id attribute must name a run; a tag value is stored as sent when unknown.
+            translate = self.run_in if found["attr"] else self.tag_value_in
+
+            def literal(quoted: re.Match[str]) -> str:
+                quote = "'" if quoted.group(1) is not None else '"'
+                text = quoted.group(1) if quoted.group(1) is not None else quoted.group(2)
+                return f"{quote}{translate(text)}{quote}"
+
+            lhs = found["attr"] or found["tag"]
+            return lhs + found["op"] + _QUOTED.sub(literal, found["rhs"])
 
         return _FILTER_RUN_CLAUSE.sub(clause, value)
 
@@ -151,7 +161,7 @@ class _Request:
                 value = self.body_in(value)
             out[key] = value
         if out.get("key") == PARENT_RUN_TAG and "value" in out:
-            out["value"] = self.run_in(out["value"])
+            out["value"] = self.tag_value_in(out["value"])
         return out
 
     def query_in(self, query: str) -> str:
@@ -204,9 +214,6 @@ class _Request:
         return value
 
     def message_out(self, message: str) -> str:
-        for placeholder, original in self.unknown.items():
-            message = message.replace(placeholder, original)
-
         def run(found: re.Match[str]) -> str:
             return self.ids.known_aml(RUN, found.group(0)) or found.group(0)
 
@@ -214,8 +221,11 @@ class _Request:
             aml_id = self.ids.known_aml(EXPERIMENT, found.group(2))
             return found.group(1) + (aml_id or found.group(2))
 
-        message = _HEX_RUN.sub(run, message)
-        return _EXPERIMENT_IN_MESSAGE.sub(experiment, message)
+        message = _EXPERIMENT_IN_MESSAGE.sub(experiment, _HEX_RUN.sub(run, message))
+        # Last: the client's own unknown values must come back exactly as sent.
+        for placeholder, original in self.unknown.items():
+            message = message.replace(placeholder, original)
+        return message
 
     def body_out(self, node: Any) -> Any:
         if isinstance(node, list):
@@ -239,8 +249,8 @@ class _Request:
             elif isinstance(value, (dict, list)):
                 value = self.body_out(value)
             out[key] = value
-        if out.get("key") == PARENT_RUN_TAG and "value" in out:
-            out["value"] = self.run_out(out["value"])
+        if out.get("key") == PARENT_RUN_TAG and isinstance(out.get("value"), str):
+            out["value"] = self.ids.known_aml(RUN, out["value"]) or out["value"]
         return out
 
 
