@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from spark_aml_bridge.errors import MlflowMissingError
 
 if TYPE_CHECKING:
+    from spark_aml_bridge.config import BridgeConfig
     from spark_aml_bridge.platforms.base import PlatformContext
     from spark_aml_bridge.session import WorkspaceSession
     from spark_aml_bridge.spark import ExecutorLink
@@ -261,9 +262,8 @@ def current() -> Bridge | None:
     return _current
 
 
-def _settings_key(config: Any, credential: Any) -> tuple[Any, ...]:
-    values = tuple(sorted((k, repr(v.value)) for k, v in config.values.items()))
-    return values + (("credential-object", id(credential)),)
+def _settings_key(config: BridgeConfig, credential: Any) -> tuple[Any, ...]:
+    return config.identity() + (("credential-object", id(credential)),)
 
 
 def _save_state() -> _SavedState:

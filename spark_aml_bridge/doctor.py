@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spark_aml_bridge.errors import BridgeError
+
+if TYPE_CHECKING:
+    from spark_aml_bridge.config import BridgeConfig
 
 
 @dataclass
@@ -98,7 +101,7 @@ def _studio_link(session: Any) -> str:
     return links.workspace_link(base, session.address, links.session_tenant(session))
 
 
-def _backlog_check(config: Any) -> Check:
+def _backlog_check(config: BridgeConfig) -> Check:
     """Durable writes / dual tracking: writes waiting in the local spools (left by processes that
     are gone, too), which the next connect() or `spark-aml-bridge mirror replay` sends."""
     from pathlib import Path
@@ -106,8 +109,8 @@ def _backlog_check(config: Any) -> Check:
     from spark_aml_bridge.dual.api import status
     from spark_aml_bridge.dual.spool import default_spool_dir
 
-    folder = Path(config.get("dual_spool_dir") or default_spool_dir()).expanduser()
-    durable = "on" if config.get("durable_writes") else "off"
+    folder = Path(config.dual_spool_dir or default_spool_dir()).expanduser()
+    durable = "on" if config.durable_writes else "off"
     try:
         info = status(folder)
     except Exception as exc:  # noqa: BLE001 - doctor reports, it never crashes

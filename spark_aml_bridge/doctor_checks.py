@@ -6,7 +6,10 @@ Each returns `doctor.Check`s: one line saying what is wrong, one naming the fix.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spark_aml_bridge.config import BridgeConfig
 
 # Entra ID and Azure ML accept tokens up to about five minutes off; beyond that a skewed clock
 # makes fresh tokens look expired (or not yet valid).
@@ -45,13 +48,13 @@ def clock_check(session: Any) -> Any:
     )
 
 
-def spool_checks(config: Any) -> list[Any]:
+def spool_checks(config: BridgeConfig) -> list[Any]:
     """Dual tracking: writes waiting for the mirror, and writes the mirror refused."""
     from spark_aml_bridge.doctor import Check
     from spark_aml_bridge.dual.api import resolve_spool_dir, status
     from spark_aml_bridge.dual.spool import spool_files
 
-    folder = resolve_spool_dir(config.get("dual_spool_dir"))
+    folder = resolve_spool_dir(config.dual_spool_dir)
     if not folder.is_dir() or not spool_files(folder):
         if config.mode == "dual":
             return [Check("dual spool", True, f"nothing waiting in {folder}")]

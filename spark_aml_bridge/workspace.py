@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from spark_aml_bridge.clouds import (
@@ -29,6 +29,9 @@ from spark_aml_bridge.errors import (
     WorkspaceAddressError,
     WorkspaceUnreachableError,
 )
+
+if TYPE_CHECKING:
+    from spark_aml_bridge.config import BridgeConfig
 
 __all__ = [
     "WorkspaceAddress",
@@ -423,15 +426,16 @@ def parse_workspace(value: str) -> WorkspaceAddress:
 
 
 def workspace_from_parts(
-    subscription_id: str,
-    resource_group: str,
-    workspace_name: str,
+    subscription_id: str | None,
+    resource_group: str | None,
+    workspace_name: str | None,
     region: str | None = None,
     host: str | None = None,
     *,
     cloud: str | Cloud = DEFAULT_CLOUD,
 ) -> WorkspaceAddress:
-    """Build an address from its names; ``region`` gives host ``<region>.<cloud's API suffix>``."""
+    """Build an address from its names (a missing one is an error naming it); ``region`` gives
+    host ``<region>.<cloud's API suffix>``."""
     sub, rg, ws = ((v or "").strip() for v in (subscription_id, resource_group, workspace_name))
     missing = [
         name
@@ -477,7 +481,9 @@ def workspace_from_parts(
 # --- the address from settings (one function for every consumer) ---------------------------------
 
 
-def address_from_settings(config: Any, *, need_host_for: str | None = None) -> WorkspaceAddress:
+def address_from_settings(
+    config: BridgeConfig, *, need_host_for: str | None = None
+) -> WorkspaceAddress:
     """The workspace address the settings describe: ``workspace`` (ARM id or URI), or the three
     names; ``region`` builds the host in the ``cloud``'s AML domain when none is given (China
     cloud + chinaeast2 -> chinaeast2.api.ml.azure.cn). Used by ``connect()``, init scripts, pool
@@ -486,8 +492,8 @@ def address_from_settings(config: Any, *, need_host_for: str | None = None) -> W
     ``need_host_for`` names a consumer that cannot look the host up in ARM (a cluster's init
     script): then an address without a host is an error naming the fix.
     """
-    cloud = get_cloud(getattr(config, "cloud", None))
-    region = getattr(config, "region", None)
+    cloud = get_cloud(config.cloud)
+    region = config.region
     if config.workspace:
         address = parse_workspace(config.workspace)
         if address.host is None and region:

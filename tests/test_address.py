@@ -33,8 +33,8 @@ def test_cloud_and_region_build_the_cloud_s_host(settings):
 
 
 def test_connect_init_scripts_and_pool_config_agree():
-    from spark_aml_bridge.initscript import databricks_cluster_env
-    from spark_aml_bridge.pool_config import synapse_pool_configuration
+    from spark_aml_bridge.platforms.databricks.initscript import databricks_cluster_env
+    from spark_aml_bridge.platforms.synapse.pool_config import synapse_pool_configuration
     from spark_aml_bridge.session import address_from_config
 
     settings = {"subscription_id": SUB, "resource_group": "rg", "workspace_name": "ws1", **CHINA}

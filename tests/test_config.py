@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_aml_bridge.config import SETTINGS, resolve_config
+from spark_aml_bridge.config import SETTINGS, SETTINGS_BY_NAME, BridgeConfig, resolve_config
 from spark_aml_bridge.errors import ConfigError
 
 
@@ -77,3 +77,27 @@ def test_env_and_conf_export_never_carry_secrets():
     # Round trip: what we export resolves back to the same values.
     again = resolve_config({}, env=env, spark_conf={})
     assert again.workspace_name == "ws" and again.region == "westeurope"
+
+
+def test_settings_read_as_their_declared_types():
+    env = {
+        "SPARK_AML_BRIDGE_DUAL_SPOOL_MAX_MB": "512",
+        "SPARK_AML_BRIDGE_DUAL_STRICT": "yes",
+        "SPARK_AML_BRIDGE_SEARCH_MAX_CLIENT_SIDE_RUNS": "7",
+    }
+    config = resolve_config({}, env=env, spark_conf={})
+    assert type(config.dual_spool_max_mb) is float and config.dual_spool_max_mb == 512.0
+    assert config.dual_strict is True and config.durable_writes is False
+    assert (
+        type(config.search_max_client_side_runs) is int and config.search_max_client_side_runs == 7
+    )
+    assert config.mode == "workspace" and config.region is None
+    # The class attribute is the declaration: one table, read by name on a resolved config.
+    assert BridgeConfig.mode is SETTINGS_BY_NAME["mode"] and BridgeConfig.mode.env == (
+        "SPARK_AML_BRIDGE_MODE"
+    )
+    with pytest.raises(AttributeError, match="read-only"):
+        config.mode = "dual"
+    assert config.replace(mode="dual").mode == "dual" and config.mode == "workspace"
+    with pytest.raises(TypeError, match="mdoe"):
+        config.replace(mdoe="dual")

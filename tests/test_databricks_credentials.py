@@ -14,8 +14,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import spark_aml_bridge
-from spark_aml_bridge.credentials.databricks import _set_at_launch
 from spark_aml_bridge.errors import CredentialError, WorkspaceUnreachableError
+from spark_aml_bridge.platforms.databricks.credentials import _set_at_launch
 
 JWT = re.compile(r"eyJ[\w-]{10,}\.[\w-]{10,}\.")
 SCOPE = "aml"

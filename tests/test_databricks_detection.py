@@ -10,7 +10,7 @@ import pytest
 from spark_aml_bridge.config import resolve_config
 from spark_aml_bridge.emulator.databricks.runtime import DatabricksRuntimeDouble
 from spark_aml_bridge.platforms import detect_platform
-from spark_aml_bridge.platforms.databricks import CONTEXT_ENV, DatabricksPlatform
+from spark_aml_bridge.platforms.databricks.shim import CONTEXT_ENV, DatabricksPlatform
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 import spark_aml_bridge
 from spark_aml_bridge.errors import ConfigError
-from spark_aml_bridge.initscript import BLOCK_BEGIN, databricks_init_script
+from spark_aml_bridge.platforms.databricks.initscript import BLOCK_BEGIN, databricks_init_script
 
 REF = "{{secrets/aml/sp-secret}}"
 VERSION = spark_aml_bridge.__version__

@@ -16,8 +16,8 @@ from mlflow.tracking import MlflowClient
 
 import spark_aml_bridge
 from spark_aml_bridge.errors import BridgeError, ConfigError
-from spark_aml_bridge.jobs.databricks import submit_databricks_run
 from spark_aml_bridge.platforms import detect_platform
+from spark_aml_bridge.platforms.databricks.jobs import submit_databricks_run
 
 REF = "{{secrets/aml/sp-secret}}"
 

@@ -23,9 +23,15 @@ import spark_aml_bridge
 # The issue's acceptance measure is a longest write <= 1 s (it was 48.8 s synchronously); the
 # typical write here is ~1 ms. The assertion is looser, 5 s, so a loaded 2-core CI machine's
 # scheduling stalls cannot fail it, while any write that waited for the workspace (the outage
-# alone lasts 20 s) still does. The measured value is printed and reported in the issue note.
+# alone lasts 8-20 s) still does. The measured value is printed and reported in the issue note.
 LONGEST_WRITE_BOUND = 5.0
 INTERVAL = 0.02
+# The issue's schedule runs on the newest MLflow. The MLflow 2 suite runs every kind of fault
+# on a shorter schedule (~70 s instead of ~200 s) to keep the whole CI within its time budget.
+if mlflow.__version__.startswith("3."):
+    STORM, LOST, OUTAGE = 40, 15, 20
+else:
+    STORM, LOST, OUTAGE = 10, 5, 8
 
 
 class Training:
@@ -89,25 +95,25 @@ def test_soak_training_never_fails_or_stalls_and_nothing_is_lost(
             training.train_for(3)
             training.read_your_writes(run_id, "healthy", report)
 
-            emulator.inject_faults(status=429, count=40, retry_after=1)
+            emulator.inject_faults(status=429, count=STORM, retry_after=1)
             training.train_until_consumed(emulator, 5)
-            training.read_your_writes(run_id, "429 storm (40 x Retry-After: 1)", report)
+            training.read_your_writes(run_id, f"429 storm ({STORM} x Retry-After: 1)", report)
 
             # One at a time, each after the workspace answered again (back-to-back failures
             # would only grow the worker's backoff and the test's length).
-            for _ in range(15):
+            for _ in range(LOST):
                 emulator.inject_faults(status=503, path_contains="log-batch", when="after")
                 training.train_until_consumed(emulator, 0.2)
                 training.train_for(0.3)
-            training.read_your_writes(run_id, "15 lost responses", report)
+            training.read_your_writes(run_id, f"{LOST} lost responses", report)
 
             emulator.revoke_tokens()
             training.train_for(4)
             training.read_your_writes(run_id, "token revocation", report)
 
-            emulator.outage(20)
-            training.train_for(24)
-            training.read_your_writes(run_id, "20 s outage", report)
+            emulator.outage(OUTAGE)
+            training.train_for(OUTAGE + 4)
+            training.read_your_writes(run_id, f"{OUTAGE} s outage", report)
         assert bridge.flush(120)
     finally:
         stats = emulator.stats()
@@ -124,7 +130,7 @@ def test_soak_training_never_fails_or_stalls_and_nothing_is_lost(
 
     assert training.raised == []  # 0 calls raised into user code
     assert training.longest <= LONGEST_WRITE_BOUND, report[-1]
-    assert stats["faults_injected"] == 40 + 15  # the storm and the lost responses all happened
+    assert stats["faults_injected"] == STORM + LOST  # the storm and the lost responses all happened
     # Read back by a separate plain MLflow client (bearer token, no bridge): 0 lost, 0 duplicated.
     reader = plain_reader(emulator.info)
     points = history(reader, run_id, "loss")

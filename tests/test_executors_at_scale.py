@@ -25,6 +25,10 @@ import spark_aml_bridge
 JOBS = Path(__file__).parent / "spark_jobs"
 MASTER = "local-cluster[2,1,1024]"
 JWT = re.compile(r"eyJ[\w-]{10,}\.[\w-]{10,}\.")
+# The issue's full job (64 tasks) runs on the newest MLflow; the MLflow 2 suite runs the same
+# job with 16 tasks (still 8 rounds of ~3 s on 2 executors, several token lifetimes), which keeps
+# the whole CI within its time budget. Same code path, same assertions.
+SCALE_TASKS = 64 if mlflow.__version__.startswith("3.") else 16
 KINDS = ("rdd", "mapInPandas", "applyInPandas", "pandas_udf", "python_udf", "foreachPartition")
 
 
@@ -32,6 +36,7 @@ def _run_driver(emulator, scenario: str, reuse: bool, out_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "SPARK_AML"))}
     env.update(emulator.info["env"])
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and "site-packages" not in p)
+    env["SCALE_TASKS"] = str(SCALE_TASKS)
     out_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         [
@@ -91,7 +96,7 @@ def _assert_nothing_leaks(emulator, results: dict, out_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reused_workers_run(token_5s_emulator, tmp_path_factory):
-    """One application with worker reuse on: every kind of Python code, then 64 tasks.
+    """One application with worker reuse on: every kind of Python code, then SCALE_TASKS tasks.
 
     Shared by two tests so the suite starts those executors once."""
     out_dir = tmp_path_factory.mktemp("reused-workers")
@@ -135,16 +140,16 @@ def test_every_kind_of_python_code_logs_from_fresh_workers(token_5s_emulator, tm
     _check_every_kind(token_5s_emulator, results, tmp_path)
 
 
-def test_64_tasks_log_every_point_across_many_token_lifetimes(
+def test_many_tasks_log_every_point_across_many_token_lifetimes(
     reused_workers_run, token_5s_emulator
 ):
     results, stats, _ = reused_workers_run
     scale = results["scale"]
     read = _read_back(token_5s_emulator, scale["parent_run_id"], "m")
 
-    assert len(scale["tasks"]) == 64  # no task failed (Spark would have failed the job)
+    assert len(scale["tasks"]) == SCALE_TASKS  # no task failed (Spark would have failed the job)
     children = read["children"]
-    assert len(children) == 64
+    assert len(children) == SCALE_TASKS
     for index, run_id, _pid, _ppid in scale["tasks"]:
         history = children[run_id]["histories"]["m"]
         assert history == [[step, float(index * 1000 + step)] for step in range(100)]

@@ -64,8 +64,8 @@ def test_credentials_inside_a_uri_setting_are_refused(name, uri, monkeypatch):
 
 
 def test_credentials_in_a_uri_never_reach_init_scripts_or_pool_configuration():
-    from spark_aml_bridge.initscript import databricks_cluster_env
-    from spark_aml_bridge.pool_config import config_from_settings
+    from spark_aml_bridge.platforms.databricks.initscript import databricks_cluster_env
+    from spark_aml_bridge.platforms.synapse.pool_config import config_from_settings
 
     settings = {
         "workspace": "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/"

@@ -14,10 +14,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import spark_aml_bridge
-from spark_aml_bridge.credentials.synapse import audience_for_scope, token_identity
 from spark_aml_bridge.emulator.synapse import utils
 from spark_aml_bridge.errors import CredentialError
-from spark_aml_bridge.platforms.fabric import ARM_TOKEN_UNSUPPORTED
+from spark_aml_bridge.platforms.synapse.credentials import audience_for_scope, token_identity
+from spark_aml_bridge.platforms.synapse.fabric import ARM_TOKEN_UNSUPPORTED
 
 JWT = re.compile(r"eyJ[\w-]{10,}\.[\w-]{10,}\.")
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from spark_aml_bridge.platforms import detect_platform
-from spark_aml_bridge.platforms.fabric import FabricPlatform
-from spark_aml_bridge.platforms.synapse import (
+from spark_aml_bridge.platforms.synapse.fabric import FabricPlatform
+from spark_aml_bridge.platforms.synapse.shim import (
     PLATFORM_CONTEXT_ENV,
     PLATFORM_HINT_ENV,
     TRIDENT_CONTEXT_ENV,
@@ -174,7 +174,7 @@ def test_default_chains_put_explicit_choices_first_and_relay_last():
 
 def test_fabric_says_in_one_sentence_what_it_does_not_support():
     from spark_aml_bridge.config import resolve_config
-    from spark_aml_bridge.platforms.fabric import DUAL_TRACKING_UNSUPPORTED, UNSUPPORTED
+    from spark_aml_bridge.platforms.synapse.fabric import DUAL_TRACKING_UNSUPPORTED, UNSUPPORTED
 
     assert all(sentence.count(". ") == 0 for sentence in UNSUPPORTED)
     with pytest.warns(UserWarning, match="not supported on Fabric"):

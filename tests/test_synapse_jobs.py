@@ -16,8 +16,11 @@ from spark_aml_bridge.config import SETTINGS_BY_NAME
 from spark_aml_bridge.emulator.synapse.livy import LivyDouble, local_runner
 from spark_aml_bridge.emulator.synapse.runtime import SynapseRuntime
 from spark_aml_bridge.errors import BridgeError, ConfigError
-from spark_aml_bridge.jobs.synapse import submit_batch
-from spark_aml_bridge.pool_config import config_from_settings, synapse_pool_configuration
+from spark_aml_bridge.platforms.synapse.jobs import submit_batch
+from spark_aml_bridge.platforms.synapse.pool_config import (
+    config_from_settings,
+    synapse_pool_configuration,
+)
 
 JWT = re.compile(r"eyJ[\w-]{10,}\.[\w-]{10,}\.")
 ARM_ID = (

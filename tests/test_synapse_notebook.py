@@ -14,7 +14,10 @@ from nbclient import NotebookClient
 import spark_aml_bridge
 from spark_aml_bridge.config import SETTINGS
 from spark_aml_bridge.emulator.synapse.runtime import SynapseRuntime
-from spark_aml_bridge.pool_config import config_from_settings, synapse_pool_configuration
+from spark_aml_bridge.platforms.synapse.pool_config import (
+    config_from_settings,
+    synapse_pool_configuration,
+)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "synapse_service_principal.ipynb"
 JWT = re.compile(r"eyJ[\w-]{10,}\.[\w-]{10,}\.")

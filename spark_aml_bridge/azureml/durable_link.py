@@ -73,13 +73,13 @@ def durable_settings() -> DurableSettings:
     from spark_aml_bridge.dual.spool import default_spool_dir
 
     config = resolve_config({})
-    spool_dir = config.get("dual_spool_dir")
+    spool_dir = config.dual_spool_dir
     settings = DurableSettings(
-        enabled=bool(config.get("durable_writes")) and config.get("mode") == "workspace",
+        enabled=config.durable_writes and config.mode == "workspace",
         spool_dir=Path(spool_dir).expanduser() if spool_dir else default_spool_dir(),
-        read_wait_seconds=float(config.get("durable_read_wait_seconds") or 0.0),
-        exit_flush_seconds=float(config.get("durable_exit_flush_seconds") or 0.0),
-        create_run_budget_seconds=float(config.get("create_run_budget_seconds") or 0.0),
+        read_wait_seconds=config.durable_read_wait_seconds,
+        exit_flush_seconds=config.durable_exit_flush_seconds,
+        create_run_budget_seconds=config.create_run_budget_seconds,
     )
     with _cache_lock:
         if len(_cache) > 16:

@@ -85,11 +85,9 @@ def known_sources() -> dict[str, CredentialSource]:
 
 def _load_builtin_sources() -> None:
     # Importing registers them; platform shims import their own modules the same way.
-    from spark_aml_bridge.credentials import (
-        databricks,  # noqa: F401
-        generic,  # noqa: F401
-        synapse,  # noqa: F401
-    )
+    from spark_aml_bridge.credentials import generic  # noqa: F401
+    from spark_aml_bridge.platforms.databricks import credentials  # noqa: F401
+    from spark_aml_bridge.platforms.synapse import credentials as _  # noqa: F401
 
 
 @dataclass

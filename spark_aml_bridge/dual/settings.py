@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spark_aml_bridge.dual.names import NameRule
+
+if TYPE_CHECKING:
+    from spark_aml_bridge.config import BridgeConfig
 
 
 @dataclass(frozen=True)
@@ -22,30 +25,30 @@ class DualSettings:
     max_backoff_seconds: float = 10.0
 
     @classmethod
-    def from_config(cls, config: Any) -> DualSettings:
+    def from_config(cls, config: BridgeConfig) -> DualSettings:
         from spark_aml_bridge.dual.spool import default_spool_dir
 
-        spool_dir = config.get("dual_spool_dir")
+        spool_dir = config.dual_spool_dir
         return cls(
             spool_dir=Path(spool_dir).expanduser() if spool_dir else default_spool_dir(),
-            strict=bool(config.get("dual_strict")),
-            names=NameRule.parse(config.get("dual_experiment_names")),
-            mirror_registry=bool(config.get("dual_mirror_registry")),
-            exit_flush_seconds=float(config.get("dual_exit_flush_seconds") or 0.0),
-            spool_max_bytes=float(config.get("dual_spool_max_mb") or 1024) * 2**20,
+            strict=config.dual_strict,
+            names=NameRule.parse(config.dual_experiment_names),
+            mirror_registry=config.dual_mirror_registry,
+            exit_flush_seconds=config.dual_exit_flush_seconds,
+            spool_max_bytes=config.dual_spool_max_mb * 2**20,
         )
 
     def with_options(self, options: dict[str, str]) -> DualSettings:
         """These settings, overridden by the options of a ``dual:`` URI."""
         from dataclasses import replace
 
-        from spark_aml_bridge.config import _parse_bool
+        from spark_aml_bridge.config import parse_bool
 
         changes: dict[str, Any] = {}
         if options.get("spool"):
             changes["spool_dir"] = Path(options["spool"]).expanduser()
         if options.get("strict"):
-            changes["strict"] = _parse_bool(options["strict"])
+            changes["strict"] = parse_bool(options["strict"])
         return replace(self, **changes) if changes else self
 
     @classmethod

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from spark_aml_bridge.platforms.base import PlatformContext, PlatformShim
-from spark_aml_bridge.platforms.databricks import DatabricksPlatform
-from spark_aml_bridge.platforms.fabric import FabricPlatform
+from spark_aml_bridge.platforms.databricks.shim import DatabricksPlatform
 from spark_aml_bridge.platforms.generic import GenericPlatform
-from spark_aml_bridge.platforms.synapse import SynapsePlatform
+from spark_aml_bridge.platforms.synapse.fabric import FabricPlatform
+from spark_aml_bridge.platforms.synapse.shim import SynapsePlatform
 
 # Later shims go before generic; Fabric must precede Synapse (both set the Arcadia variable).
 _SHIMS: list[PlatformShim] = [

@@ -3,9 +3,10 @@ connects the bridge, runs one scenario on real executors, prints one JSON line o
 
     python executor_jobs.py SCENARIO MASTER REUSE OUT_DIR
 
-Scenarios: `kinds` (every kind of Spark Python code logs through task_run), `scale` (64 tasks
-x 100 metrics over ~3 s each), or both in one application (`kinds+scale`); each scenario's
-results under its name. The workspace comes from the emulator env the test exports.
+Scenarios: `kinds` (every kind of Spark Python code logs through task_run), `scale`
+(env SCALE_TASKS tasks, default 64, x 100 metrics over ~3 s each), or both in one application
+(`kinds+scale`); each scenario's results under its name. The workspace comes from the
+emulator env the test exports.
 """
 
 import json
@@ -105,7 +106,7 @@ def kinds(spark, results: dict) -> None:
 def scale(spark, results: dict) -> None:
     import mlflow
 
-    tasks, metrics, seconds = 64, 100, 3.0
+    tasks, metrics, seconds = int(os.environ.get("SCALE_TASKS", "64")), 100, 3.0
 
     def work(index, rows):
         import time

@@ -137,7 +137,7 @@ class SynapseRuntime:
 
     def env(self) -> dict[str, str]:
         """Environment variables a driver of this runtime has."""
-        from spark_aml_bridge.platforms.synapse import TRIDENT_CONTEXT_ENV
+        from spark_aml_bridge.platforms.synapse.shim import TRIDENT_CONTEXT_ENV
 
         env = {
             "AZURE_SERVICE": "Microsoft.ProjectArcadia",

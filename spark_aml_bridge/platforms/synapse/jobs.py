@@ -78,7 +78,7 @@ def batch_conf(
     """The job's Spark conf: the bridge's entries, then `extra_conf` (which must not override
     them with a secret-looking value)."""
     from spark_aml_bridge.config import SETTINGS
-    from spark_aml_bridge.pool_config import config_from_settings, spark_conf_for
+    from spark_aml_bridge.platforms.synapse.pool_config import config_from_settings, spark_conf_for
 
     conf = spark_conf_for(config_from_settings(settings))
     for key, value in (extra_conf or {}).items():

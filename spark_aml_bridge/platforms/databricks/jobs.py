@@ -98,7 +98,7 @@ def build_submit_task(
         SubmitTask,
     )
 
-    from spark_aml_bridge.initscript import databricks_cluster_env
+    from spark_aml_bridge.platforms.databricks.initscript import databricks_cluster_env
 
     if kind not in TASK_KINDS:
         raise ConfigError(f"unknown task kind {kind!r}", "use one of: " + ", ".join(TASK_KINDS))
@@ -213,7 +213,7 @@ def _state(run: Any) -> str | None:
 def _assert_no_secret_values(payload: dict[str, Any]) -> None:
     """Belt and braces: every env value of a sensitive-looking name must be a secret reference."""
     from spark_aml_bridge.config import SETTINGS
-    from spark_aml_bridge.credentials.databricks import is_secret_reference
+    from spark_aml_bridge.platforms.databricks.credentials import is_secret_reference
 
     sensitive = {s.env for s in SETTINGS if s.sensitive} | {"AZURE_CLIENT_SECRET"}
     for task in payload["tasks"]:
@@ -231,7 +231,7 @@ def _assert_no_secret_values(payload: dict[str, Any]) -> None:
 
 
 def add_submit_command(submit_platforms: Any) -> None:
-    from spark_aml_bridge.pool_config import add_setting_options
+    from spark_aml_bridge.platforms.synapse.pool_config import add_setting_options
 
     submit = submit_platforms.add_parser(
         "databricks",
@@ -281,7 +281,7 @@ def _submit_command(args: Any) -> int:
     import os
     import sys
 
-    from spark_aml_bridge.pool_config import settings_from_args
+    from spark_aml_bridge.platforms.synapse.pool_config import settings_from_args
 
     if args.python_file:
         kind, target = "python", args.python_file

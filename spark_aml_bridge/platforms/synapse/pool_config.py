@@ -79,7 +79,7 @@ def _tracking_uri(config: BridgeConfig) -> str:
 
 def _driver_only(spec: str) -> bool:
     from spark_aml_bridge.credentials.sources import parse_spec
-    from spark_aml_bridge.credentials.synapse import DRIVER_ONLY_SOURCES
+    from spark_aml_bridge.platforms.synapse.credentials import DRIVER_ONLY_SOURCES
 
     return parse_spec(spec)[0] in DRIVER_ONLY_SOURCES
 
@@ -89,10 +89,10 @@ def synapse_pool_configuration(
 ) -> PoolConfiguration:
     """The pool configuration for `config` (resolved settings; sensitive ones are refused)."""
     from spark_aml_bridge.config import SETTINGS
-    from spark_aml_bridge.platforms.synapse import PLATFORM_HINT_ENV
+    from spark_aml_bridge.platforms.synapse.shim import PLATFORM_HINT_ENV
 
     for setting in SETTINGS:
-        if setting.sensitive and config.get(setting.name) is not None:
+        if setting.sensitive and getattr(config, setting.name) is not None:
             raise ConfigError(
                 f"'{setting.name}' is a secret and cannot go into a pool configuration (Spark "
                 "conf is shown in the Spark UI)",
@@ -177,7 +177,7 @@ def _init_script(args: Any) -> int:
 
 
 def _submit(args: Any) -> int:
-    from spark_aml_bridge.jobs.synapse import submit_batch
+    from spark_aml_bridge.platforms.synapse.jobs import submit_batch
 
     conf = {}
     for item in args.conf or []:

@@ -171,7 +171,7 @@ def _on_executor() -> bool:
 
 
 def _platform() -> str | None:
-    from spark_aml_bridge.platforms.synapse import gather_signals
+    from spark_aml_bridge.platforms.synapse.shim import gather_signals
 
     return gather_signals().classify()
 
@@ -188,7 +188,7 @@ def _runtime_built(
     except Exception as exc:  # noqa: BLE001 - any runtime failure means "not usable here"
         reason = f"{origin}('{audience}') failed: {_first_line(exc)}"
         if _platform() == "fabric" and audience == ARM_AUDIENCE:
-            from spark_aml_bridge.platforms.fabric import ARM_TOKEN_UNSUPPORTED
+            from spark_aml_bridge.platforms.synapse.fabric import ARM_TOKEN_UNSUPPORTED
 
             reason += ". " + ARM_TOKEN_UNSUPPORTED
         raise CredentialUnavailable(reason) from None
@@ -211,7 +211,7 @@ def _runtime_built(
 
 
 def _build_notebookutils(context: SourceContext, arg: str | None) -> BuiltCredential:
-    from spark_aml_bridge.platforms.synapse import notebook_utils
+    from spark_aml_bridge.platforms.synapse.shim import notebook_utils
 
     if _on_executor():
         raise CredentialUnavailable(_DRIVER_ONLY)
@@ -234,7 +234,7 @@ def _build_notebookutils(context: SourceContext, arg: str | None) -> BuiltCreden
 
 
 def _token_library() -> Any:
-    from spark_aml_bridge.platforms.synapse import active_session
+    from spark_aml_bridge.platforms.synapse.shim import active_session
 
     session = active_session()
     if session is None:
@@ -260,7 +260,7 @@ def _build_token_library(context: SourceContext, arg: str | None) -> BuiltCreden
     if _on_executor():
         raise CredentialUnavailable(_DRIVER_ONLY)
     if _platform() == "fabric":
-        from spark_aml_bridge.platforms.fabric import TOKEN_LIBRARY_UNSUPPORTED
+        from spark_aml_bridge.platforms.synapse.fabric import TOKEN_LIBRARY_UNSUPPORTED
 
         raise CredentialUnavailable(TOKEN_LIBRARY_UNSUPPORTED)
     library = _token_library()
@@ -329,7 +329,7 @@ def _secret_failure(
 
 
 def _build_key_vault_sp(context: SourceContext, arg: str | None) -> BuiltCredential:
-    from spark_aml_bridge.platforms.synapse import notebook_utils
+    from spark_aml_bridge.platforms.synapse.shim import notebook_utils
 
     config, env = context.config, context.environ
     secret_name = config.client_secret_name

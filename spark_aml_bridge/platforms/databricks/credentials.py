@@ -62,13 +62,13 @@ def is_secret_reference(value: str | None) -> bool:
 
 
 def _on_executor() -> bool:
-    from spark_aml_bridge.platforms.databricks import task_context
+    from spark_aml_bridge.platforms.databricks.shim import task_context
 
     return task_context() is not None
 
 
 def _dbutils_or_why() -> tuple[Any | None, str]:
-    from spark_aml_bridge.platforms.databricks import find_dbutils
+    from spark_aml_bridge.platforms.databricks.shim import find_dbutils
 
     if _on_executor():
         return None, "dbutils is available on the Spark driver only, not in executors"
@@ -244,7 +244,7 @@ def _set_at_launch(
 
 
 def _build_env(context: SourceContext, arg: str | None) -> BuiltCredential:
-    from spark_aml_bridge.platforms.databricks import runtime_version
+    from spark_aml_bridge.platforms.databricks.shim import runtime_version
 
     env = context.environ
     values = {name: env.get(name) for name in _SP_ENV}
@@ -368,7 +368,7 @@ def _build_service_credential(context: SourceContext, arg: str | None) -> BuiltC
 
 
 def _passthrough_option(dbutils: Any) -> Any:
-    from spark_aml_bridge.platforms.databricks import command_context, option_value
+    from spark_aml_bridge.platforms.databricks.shim import command_context, option_value
 
     ctx = command_context(dbutils)
     if ctx is None:

@@ -66,7 +66,7 @@ class DatabricksClusterEnv:
 
 
 def _is_reference(value: Any) -> bool:
-    from spark_aml_bridge.credentials.databricks import is_secret_reference
+    from spark_aml_bridge.platforms.databricks.credentials import is_secret_reference
 
     return isinstance(value, str) and is_secret_reference(value)
 
@@ -126,8 +126,9 @@ def databricks_cluster_env(
     if source in _ENV_SECRET_SOURCES:
         # The service principal's ids are not secret: plain values, where the source reads them.
         for name, env_name in (("tenant_id", "AZURE_TENANT_ID"), ("client_id", "AZURE_CLIENT_ID")):
-            if config.get(name):
-                values[env_name] = str(config.get(name))
+            value = getattr(config, name)
+            if value:
+                values[env_name] = str(value)
         if "AZURE_CLIENT_SECRET" not in references:
             raise ConfigError(
                 f"credential '{source}' reads AZURE_CLIENT_SECRET, which the cluster must get "
@@ -244,8 +245,8 @@ def databricks_init_script(
 
 def add_databricks_commands(init_script_platforms: Any, submit_platforms: Any) -> None:
     """``init-script databricks`` and ``submit databricks`` (called by cli.build_parser)."""
-    from spark_aml_bridge.jobs.databricks import add_submit_command
-    from spark_aml_bridge.pool_config import add_setting_options
+    from spark_aml_bridge.platforms.databricks.jobs import add_submit_command
+    from spark_aml_bridge.platforms.synapse.pool_config import add_setting_options
 
     init = init_script_platforms.add_parser(
         "databricks",
@@ -276,7 +277,7 @@ def _init_script_command(args: Any) -> int:
     import os
     import sys
 
-    from spark_aml_bridge.pool_config import settings_from_args
+    from spark_aml_bridge.platforms.synapse.pool_config import settings_from_args
 
     text = databricks_init_script(
         settings_from_args(args),

@@ -74,14 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="submit a scheduled job carrying the settings")
     submit_platforms = submit.add_subparsers(dest="platform", required=True)
     # Platform modules add their subcommands here (one `add_*_commands` call each).
-    from spark_aml_bridge.initscript import add_databricks_commands
-    from spark_aml_bridge.pool_config import add_synapse_commands
+    from spark_aml_bridge.platforms.databricks.initscript import add_databricks_commands
+    from spark_aml_bridge.platforms.synapse.pool_config import add_synapse_commands
 
     add_databricks_commands(init_script_platforms, submit_platforms)
     add_synapse_commands(init_script_platforms, submit_platforms)
     del init_script_platforms, submit_platforms
 
-    from spark_aml_bridge.mirror_cli import add_mirror_commands
+    from spark_aml_bridge.cli.mirror import add_mirror_commands
 
     add_mirror_commands(commands)
 
@@ -121,7 +121,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,7 @@ of an already active session (``spark.databricks.clusterUsageTags.*``,
 ``spark.databricks.workspaceUrl``); on executors, task-local properties and what the driver
 handed over (``executor_env``).
 
-Credential chain (see ``spark_aml_bridge.credentials.databricks``): sources named by the bridge's
+Credential chain (see ``platforms.databricks.credentials``): sources named by the bridge's
 settings first, then what the cluster provides, then generic fallbacks::
 
     databricks-secret-scope, databricks-service-credential, databricks-env,
@@ -414,7 +414,7 @@ class DatabricksPlatform(PlatformShim):
     # -- the shim's answers --------------------------------------------------------------------
 
     def default_credential_chain(self) -> list[str]:
-        from spark_aml_bridge.credentials import databricks  # noqa: F401 - registers the sources
+        from spark_aml_bridge.platforms.databricks import credentials  # noqa: F401 - registers them
 
         return list(CREDENTIAL_CHAIN)
 

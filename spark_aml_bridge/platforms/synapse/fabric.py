@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spark_aml_bridge.platforms.base import PlatformContext
-from spark_aml_bridge.platforms.synapse import (
+from spark_aml_bridge.platforms.synapse.shim import (
     FABRIC_TRACKING_SCHEME,
     PLATFORM_CONTEXT_ENV,
     PLATFORM_HINT_ENV,
@@ -125,7 +125,7 @@ class FabricPlatform(ArcadiaShim):
         return tags_for(self.context())
 
     def check_config(self, config: Any) -> None:
-        if config.get("mode") == "dual":
+        if config.mode == "dual":
             _log.warning(DUAL_TRACKING_UNSUPPORTED)
             warnings.warn(DUAL_TRACKING_UNSUPPORTED, UserWarning, stacklevel=3)
 

@@ -1,0 +1,7 @@
+"""``python -m spark_aml_bridge.cli``."""
+
+import sys
+
+from spark_aml_bridge.cli import main
+
+sys.exit(main())
