@@ -105,3 +105,28 @@ def test_a_plain_client_sees_guid_experiment_and_run_ids(client, emulator):
         timeout=60,
     )
     assert wrong.status_code == 404
+
+
+def test_search_filters_translate_run_ids_and_leave_other_values_alone(tmp_path):
+    from spark_aml_bridge.emulator.aml_ids import RUN, AmlIds
+    from spark_aml_bridge.emulator.id_translation import _Request
+
+    ids = AmlIds(tmp_path / "ids.db")
+    mlflow_id = uuid.uuid4().hex
+    guid = ids.to_aml(RUN, mlflow_id)
+    request = _Request(ids, "/api/2.0/mlflow/runs/search")
+    assert request.filter_in(f"run_id = '{guid}'") == f"run_id = '{mlflow_id}'"
+    assert request.filter_in(f'tags.`mlflow.parentRunId` = "{guid}"') == (
+        f'tags.`mlflow.parentRunId` = "{mlflow_id}"'
+    )
+    # Another tag whose name ends in run_id, a param, an unknown parent: the client's own values.
+    for kept in (
+        f"tags.`spark_aml_bridge.primary_run_id` = '{guid}'",
+        f"params.run_id = '{guid}'",
+        "tags.mlflow.parentRunId = 'a-primary-run'",
+    ):
+        assert request.filter_in(kept) == kept
+    # A run id that is not this workspace's GUID (e.g. MLflow's own hex id) finds nothing.
+    assert mlflow_id not in request.filter_in(f"run_id IN ('{mlflow_id}')")
+    ids.close()
+    assert AmlIds(tmp_path / "ids.db").to_mlflow(RUN, guid) == mlflow_id  # kept on disk
