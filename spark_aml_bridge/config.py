@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -289,7 +288,7 @@ class BridgeConfig:
     databricks_secret_scope = Setting(
         str,
         "the Databricks secret scope holding the service principal's client secret (read on the "
-        "driver with dbutils.secrets.get)",
+        "driver through the runtime's secrets utility)",
         for_executors=False,
     )
     databricks_secret_key = Setting(
@@ -495,21 +494,9 @@ def _format(value: Any) -> str:
 
 def active_spark_conf() -> Mapping[str, str]:
     """``spark.aml.bridge.*`` entries of an already active Spark session; never starts Spark."""
-    if "pyspark" not in sys.modules:
-        return {}
-    try:
-        from pyspark.sql import SparkSession
+    from spark_aml_bridge.spark_state import active_conf_with_prefix
 
-        session = SparkSession.getActiveSession()
-        if session is None:
-            return {}
-        return {
-            key: value
-            for key, value in session.sparkContext.getConf().getAll()
-            if key.startswith(CONF_PREFIX)
-        }
-    except Exception:  # noqa: BLE001 - Spark Connect or a dying JVM: no conf to read
-        return {}
+    return active_conf_with_prefix(CONF_PREFIX)
 
 
 def resolve_config(

@@ -80,7 +80,7 @@ def _loss_curve(model: Any, x: Any, y: Any) -> list[float]:
 
 
 def run_demo(state_dir: str, serve: bool | None = None) -> int:
-    import spark_aml_bridge
+    from spark_aml_bridge import bridge as bridges
     from spark_aml_bridge.emulator.process import start_emulator
 
     state = Path(state_dir).resolve()
@@ -94,7 +94,7 @@ def run_demo(state_dir: str, serve: bool | None = None) -> int:
     try:
         info = emulator.info
         os.environ.update(info["env"])
-        bridge = spark_aml_bridge.connect()
+        bridge = bridges.connect()
         print(f"connected: {bridge}")
         result = train_and_track()
         experiment_id, run_id = result["experiment_id"], result["run_id"]
@@ -103,7 +103,7 @@ def run_demo(state_dir: str, serve: bool | None = None) -> int:
         print(f"  tracking URI: {bridge.tracking_uri}")
         print(f"  experiment id {experiment_id}, parent run id {run_id}")
         run_url, experiment_url = bridge.run_url(run_id), bridge.experiment_url(experiment_id)
-        spark_aml_bridge.disconnect()
+        bridges.disconnect()
         if not serve:
             # Never print an address that is about to go dead.
             print(

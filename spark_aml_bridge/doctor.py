@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from spark_aml_bridge.doctor_checks import Check
 from spark_aml_bridge.errors import BridgeError
 
 if TYPE_CHECKING:
     from spark_aml_bridge.config import BridgeConfig
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str | None = None
-    warning: bool = False
-
-    def render(self) -> str:
-        mark = "ok  " if self.ok and not self.warning else ("warn" if self.ok else "FAIL")
-        text = f"[{mark}] {self.name}: {self.detail}"
-        if self.fix:
-            text += f"\n       fix: {self.fix}"
-        return text
 
 
 def _attempt(name: str, action: Callable[[], str]) -> tuple[Check, bool]:

@@ -1,15 +1,33 @@
 """Doctor checks beyond the connection chain: the clock, and dual tracking's spool.
 
-Each returns `doctor.Check`s: one line saying what is wrong, one naming the fix.
+Each returns `Check`s: one line saying what is wrong, one naming the fix.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from spark_aml_bridge.config import BridgeConfig
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+    warning: bool = False
+
+    def render(self) -> str:
+        mark = "ok  " if self.ok and not self.warning else ("warn" if self.ok else "FAIL")
+        text = f"[{mark}] {self.name}: {self.detail}"
+        if self.fix:
+            text += f"\n       fix: {self.fix}"
+        return text
+
 
 # Entra ID and Azure ML accept tokens up to about five minutes off; beyond that a skewed clock
 # makes fresh tokens look expired (or not yet valid).
@@ -24,8 +42,7 @@ def local_time() -> float:
 def clock_check(session: Any) -> Any:
     """Compare this machine's clock with the authority's, read from a fresh token's `iat`."""
     from spark_aml_bridge.clouds import get_cloud
-    from spark_aml_bridge.doctor import Check
-    from spark_aml_bridge.session import token_claims
+    from spark_aml_bridge.credentials.identity import token_claims
 
     # A new credential instance: a token issued just now, not one cached an hour ago.
     scope = get_cloud(session.config.cloud).arm_scope
@@ -50,7 +67,6 @@ def clock_check(session: Any) -> Any:
 
 def spool_checks(config: BridgeConfig) -> list[Any]:
     """Dual tracking: writes waiting for the mirror, and writes the mirror refused."""
-    from spark_aml_bridge.doctor import Check
     from spark_aml_bridge.dual.api import resolve_spool_dir, status
     from spark_aml_bridge.dual.spool import spool_files
 

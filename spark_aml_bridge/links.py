@@ -102,8 +102,8 @@ def workspace_link(base: str, address: Any, tenant_id: str | None = None) -> str
 
 def session_tenant(session: Any) -> str | None:
     """The tenant id of the session's token (studio needs it to pick the directory)."""
+    from spark_aml_bridge.credentials.identity import token_claims
     from spark_aml_bridge.errors import BridgeError
-    from spark_aml_bridge.session import token_claims
 
     try:
         return token_claims(session.tokens.token()).get("tid")

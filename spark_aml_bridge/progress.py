@@ -13,21 +13,11 @@ import sys
 import time
 from typing import Any, TextIO
 
+from spark_aml_bridge.spark_state import in_spark_task
+
 # Artifact transfers at least this big show progress.
 LARGE_BYTES = 100 * 1024 * 1024
 LARGE_FILES = 1000
-
-
-def in_spark_task() -> bool:
-    """True inside a Spark task (a Python worker running a UDF or mapPartitions)."""
-    if "pyspark" not in sys.modules:
-        return False
-    try:
-        from pyspark import TaskContext
-
-        return TaskContext.get() is not None
-    except Exception:  # noqa: BLE001 - no Spark, no task
-        return False
 
 
 def _human_bytes(value: float) -> str:

@@ -6,13 +6,10 @@ Both ``connect()`` and the zero-code path (MLflow building our ``azureml`` store
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 if TYPE_CHECKING:
     from spark_aml_bridge.config import BridgeConfig
@@ -52,6 +49,7 @@ class WorkspaceSession:
     @property
     def identity(self) -> str:
         """Who the token says we are, plus where the credential came from (never the token)."""
+        from spark_aml_bridge.credentials.identity import describe_identity, token_claims
         from spark_aml_bridge.errors import BridgeError
 
         try:
@@ -74,17 +72,6 @@ def sessions() -> list[WorkspaceSession]:
         return list(_sessions.values())
 
 
-def authority_for(config: BridgeConfig, environ: dict[str, str]) -> tuple[str, bool]:
-    """The Azure AD authority as https://host, and whether it is a custom (non-Azure) one."""
-    from spark_aml_bridge.clouds import get_cloud, is_known_authority
-
-    cloud = get_cloud(config.cloud)
-    raw = config.authority or environ.get("AZURE_AUTHORITY_HOST") or cloud.authority_host
-    url = raw if "://" in raw else f"https://{raw}"
-    host = urlparse(url).netloc
-    return url.rstrip("/"), not is_known_authority(host)
-
-
 def open_session(
     config: BridgeConfig,
     platform: PlatformShim,
@@ -98,16 +85,18 @@ def open_session(
     from spark_aml_bridge.azureml.trust import check_ca_bundle
     from spark_aml_bridge.clouds import get_cloud
     from spark_aml_bridge.credentials.sources import SourceContext, select_credential
+    from spark_aml_bridge.platforms.registry import credential_sources
     from spark_aml_bridge.workspace import resolve_workspace_host
 
     environ = dict(os.environ if environ is None else environ)
     check_ca_bundle(config.ca_bundle, config.source("ca_bundle"))
     address = address_from_config(config)
     cloud = get_cloud(config.cloud)
-    authority, custom = authority_for(config, environ)
-    ca_bundle = config.ca_bundle
-    context = SourceContext(config, environ, authority, custom, ca_bundle)
-    built = select_credential(config.credential, context, platform.default_credential_chain())
+    context = SourceContext.for_config(config, environ)
+    authority, ca_bundle = context.authority, context.ca_bundle
+    built = select_credential(
+        config.credential, context, platform.default_credential_chain(), credential_sources()
+    )
     if address.host is not None:
         reused = _reusable(address, built, ca_bundle)
         if reused is not None:
@@ -197,29 +186,6 @@ def token_cache_for(built: BuiltCredential, scope: str, margin: float) -> TokenC
             )
             _token_caches[key] = cache
         return cache
-
-
-def token_claims(token: str) -> dict[str, Any]:
-    """The payload of a JWT, unverified (for display and expiry only)."""
-    try:
-        payload = token.split(".")[1]
-        payload += "=" * (-len(payload) % 4)
-        return json.loads(base64.urlsafe_b64decode(payload))
-    except (IndexError, ValueError):
-        return {}
-
-
-def describe_identity(claims: dict[str, Any], origin: str) -> str:
-    from spark_aml_bridge.credentials.generic import short_id
-
-    tenant = short_id(claims.get("tid"))
-    if claims.get("upn") or claims.get("unique_name"):
-        who = f"user {claims.get('upn') or claims.get('unique_name')}"
-    elif claims.get("appid") or claims.get("azp"):
-        who = f"app {short_id(claims.get('appid') or claims.get('azp'))}"
-    else:
-        who = f"principal {short_id(claims.get('oid'))}"
-    return f"{who} in tenant {tenant} via {origin}"
 
 
 def _reset_for_tests() -> None:

@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
@@ -121,15 +120,9 @@ class ExecutorLink:
 
 def link_executors(session: WorkspaceSession) -> ExecutorLink | None:
     """Link the active Spark session's executors to `session`; None when there is none."""
-    if "pyspark" not in sys.modules:
-        return None
-    try:
-        from pyspark.sql import SparkSession
+    from spark_aml_bridge.spark_state import active_spark_context
 
-        spark = SparkSession.getActiveSession()
-        spark_context = getattr(spark, "sparkContext", None) if spark is not None else None
-    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext
-        spark_context = None
+    spark_context = active_spark_context()
     if spark_context is None:
         return None
     link = ExecutorLink(spark_context, session)

@@ -19,18 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from spark_aml_bridge.errors import ConfigError
+from spark_aml_bridge.spark_state import task_context
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for nested runs (mlflow/utils/mlflow_tags.py)
 TASK_TAG = "spark_aml_bridge.spark_task"
-
-
-def _task_context() -> Any | None:
-    try:
-        from pyspark import TaskContext
-
-        return TaskContext.get()
-    except ImportError:
-        return None
 
 
 def _driver_run(mlflow: Any) -> tuple[str, str]:
@@ -38,7 +30,7 @@ def _driver_run(mlflow: Any) -> tuple[str, str]:
     active = mlflow.active_run()
     if active is not None:
         return active.info.run_id, active.info.experiment_id
-    if _task_context() is None:
+    if task_context() is None:
         raise ConfigError(
             "spark_aml_bridge.task_run() found no active MLflow run on this driver",
             "start one around the Spark action: with mlflow.start_run(): ...collect()",
@@ -70,7 +62,7 @@ def task_run(
     mlflow = require_mlflow()
     parent_id, experiment_id = _driver_run(mlflow)
     own_active = mlflow.active_run() is not None
-    task = _task_context()
+    task = task_context()
     run_tags = dict(tags or {})
     if task is not None:
         run_tags.setdefault(

@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import spark_aml_bridge
+from spark_aml_bridge.credentials.identity import token_claims
 from spark_aml_bridge.emulator.synapse import utils
 from spark_aml_bridge.errors import CredentialError
 from spark_aml_bridge.platforms.synapse.credentials import audience_for_scope, token_identity
@@ -92,7 +93,7 @@ def test_token_library_serves_where_the_notebook_utilities_are_missing(
     assert bridge.session.credential.source == "token-library"
     assert utils.calls["TokenLibrary.getAccessToken"] == 1 and utils.calls["getToken"] == 0
     token = bridge.session.tokens.access_token()
-    claims = spark_aml_bridge.session.token_claims(token.token)
+    claims = token_claims(token.token)
     assert int(token.expires_on) == claims["exp"]  # expiry from the token itself
     details = bridge.platform.details
     assert bridge.platform.role == "driver"

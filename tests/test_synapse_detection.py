@@ -8,11 +8,11 @@ import pytest
 
 from spark_aml_bridge.platforms import detect_platform
 from spark_aml_bridge.platforms.synapse.fabric import FabricPlatform
-from spark_aml_bridge.platforms.synapse.shim import (
+from spark_aml_bridge.platforms.synapse.shim import SynapsePlatform
+from spark_aml_bridge.platforms.synapse.signals import (
     PLATFORM_CONTEXT_ENV,
     PLATFORM_HINT_ENV,
     TRIDENT_CONTEXT_ENV,
-    SynapsePlatform,
     gather_signals,
 )
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from spark_aml_bridge.cli import main
+from spark_aml_bridge.cli.app import main
 
 sys.exit(main())

@@ -5,7 +5,6 @@ Plus ``relayed-token``: on a Spark executor, the token the driver handed over (s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -13,26 +12,15 @@ import sys
 import time
 from typing import Any
 
+from spark_aml_bridge.credentials.identity import service_principal, short_id
 from spark_aml_bridge.credentials.sources import (
     BuiltCredential,
     CredentialSource,
     CredentialUnavailable,
     SourceContext,
-    register_source,
 )
 
 RELAYED_TOKEN_ENV = "_SPARK_AML_BRIDGE_EXECUTOR_TOKEN"
-
-
-def _fingerprint(value: str | None) -> str:
-    return hashlib.sha256((value or "").encode()).hexdigest()[:16]
-
-
-def short_id(value: str | None) -> str:
-    """Ids shown to humans: enough to recognise, not the whole GUID."""
-    if not value:
-        return "?"
-    return value if len(value) <= 8 else value[:8] + "…"
 
 
 def _service_principal(
@@ -49,29 +37,14 @@ def _service_principal(
         missing.append("client secret or certificate")
     if missing:
         raise CredentialUnavailable(f"{', '.join(missing)} not set ({missing_hint})")
-    kwargs = context.aad_kwargs()
-
-    def factory() -> Any:
-        from azure.identity import CertificateCredential, ClientSecretCredential
-
-        if secret:
-            return ClientSecretCredential(tenant_id, client_id, secret, **kwargs)
-        return CertificateCredential(tenant_id, client_id, certificate_path, **kwargs)
-
-    return BuiltCredential(
-        factory=factory,
-        description=(
-            f"service principal {short_id(client_id)} (tenant {short_id(tenant_id)}) {origin}"
-        ),
+    return service_principal(
+        context,
+        tenant_id,
+        client_id,
+        secret=secret,
+        certificate_path=certificate_path,
+        origin=origin,
         source="service-principal" if origin != "from env" else "env",
-        # A fingerprint, never the secret: a changed secret must not reuse the old tokens.
-        cache_key=(
-            "sp",
-            context.authority,
-            tenant_id,
-            client_id,
-            _fingerprint(secret or certificate_path),
-        ),
     )
 
 
@@ -220,7 +193,7 @@ def _build_relayed(context: SourceContext, arg: str | None) -> BuiltCredential:
         )
     raw = context.environ.get(RELAYED_TOKEN_ENV) or os.environ.get(RELAYED_TOKEN_ENV)
     if not raw:
-        from spark_aml_bridge.platforms.base import spark_role
+        from spark_aml_bridge.spark_state import spark_role
 
         if spark_role() == "executor":
             from spark_aml_bridge.credentials.driver_link import UNLINKED_TASK
@@ -235,7 +208,8 @@ def _build_relayed(context: SourceContext, arg: str | None) -> BuiltCredential:
     )
 
 
-register_source(
+# The sources any machine offers, by name (platforms/registry.py gathers every platform's).
+SOURCES: tuple[CredentialSource, ...] = (
     CredentialSource(
         "env",
         "service principal from AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET",
@@ -245,9 +219,7 @@ register_source(
             "AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
         ),
         _build_env,
-    )
-)
-register_source(
+    ),
     CredentialSource(
         "service-principal",
         "service principal from the bridge settings",
@@ -257,39 +229,29 @@ register_source(
             "client_secret (SPARK_AML_BRIDGE_CLIENT_SECRET) or client_certificate_path",
         ),
         _build_service_principal,
-    )
-)
-register_source(
+    ),
     CredentialSource(
         "managed-identity",
         "Azure managed identity",
         (),
         lambda ctx, arg: _build_managed_identity(ctx, arg, explicit=True),
-    )
-)
-# The default chain's variant only joins when the environment announces an endpoint, so a plain
-# laptop never waits on IMDS time-outs.
-register_source(
+    ),
+    # The default chain's variant only joins when the environment announces an endpoint, so a plain
+    # laptop never waits on IMDS time-outs.
     CredentialSource(
         "managed-identity-env",
         "Azure managed identity announced by IDENTITY_ENDPOINT/MSI_ENDPOINT",
         ("IDENTITY_ENDPOINT",),
         lambda ctx, arg: _build_managed_identity(ctx, arg, explicit=False),
-    )
-)
-register_source(
-    CredentialSource("azure-cli", "Azure CLI login (az login)", ("az login",), _build_azure_cli)
-)
-register_source(
+    ),
+    CredentialSource("azure-cli", "Azure CLI login (az login)", ("az login",), _build_azure_cli),
     CredentialSource(
         "device-code", "interactive device-code sign-in", (), _build_device_code, explicit_only=True
-    )
-)
-register_source(
+    ),
     CredentialSource(
         "relayed-token",
         "a token handed from the Spark driver to its executors",
         (),
         _build_relayed,
-    )
+    ),
 )

@@ -3,13 +3,15 @@
 A source is a small named strategy: the settings it needs and a function that returns an
 azure-identity ``TokenCredential`` or says why it cannot (``CredentialUnavailable``). An explicit
 choice (``credential="managed-identity"``) and the platform's default chain use the same names.
+Which sources exist is the platforms' business (``platforms/registry.py``): callers pass them in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from spark_aml_bridge.errors import ConfigError, CredentialError
 
@@ -32,6 +34,12 @@ class SourceContext:
     authority: str  # https://host of the Azure AD authority
     custom_authority: bool  # not a public Azure cloud authority: skip MSAL instance discovery
     ca_bundle: str | None
+
+    @classmethod
+    def for_config(cls, config: BridgeConfig, environ: Mapping[str, str]) -> SourceContext:
+        """The context for `config`: its authority (and whether it is custom) and CA bundle."""
+        authority, custom = authority_for(config, environ)
+        return cls(config, dict(environ), authority, custom, config.ca_bundle)
 
     def azure_kwargs(self) -> dict[str, Any]:
         """Keyword arguments every azure-identity credential we build receives."""
@@ -70,24 +78,15 @@ class CredentialSource:
     explicit_only: bool = False  # interactive sources never join a default chain
 
 
-_SOURCES: dict[str, CredentialSource] = {}
+def authority_for(config: BridgeConfig, environ: Mapping[str, str]) -> tuple[str, bool]:
+    """The Azure AD authority as https://host, and whether it is a custom (non-Azure) one."""
+    from spark_aml_bridge.clouds import get_cloud, is_known_authority
 
-
-def register_source(source: CredentialSource) -> CredentialSource:
-    _SOURCES[source.name] = source
-    return source
-
-
-def known_sources() -> dict[str, CredentialSource]:
-    _load_builtin_sources()
-    return dict(_SOURCES)
-
-
-def _load_builtin_sources() -> None:
-    # Importing registers them; platform shims import their own modules the same way.
-    from spark_aml_bridge.credentials import generic  # noqa: F401
-    from spark_aml_bridge.platforms.databricks import credentials  # noqa: F401
-    from spark_aml_bridge.platforms.synapse import credentials as _  # noqa: F401
+    cloud = get_cloud(config.cloud)
+    raw = config.authority or environ.get("AZURE_AUTHORITY_HOST") or cloud.authority_host
+    url = raw if "://" in raw else f"https://{raw}"
+    host = urlparse(url).netloc
+    return url.rstrip("/"), not is_known_authority(host)
 
 
 @dataclass
@@ -101,9 +100,13 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 def select_credential(
-    spec: Any, context: SourceContext, default_chain: Iterable[str]
+    spec: Any,
+    context: SourceContext,
+    default_chain: Iterable[str],
+    sources: Mapping[str, CredentialSource],
 ) -> BuiltCredential:
-    """Build the credential `spec` names, or the first available one of `default_chain`."""
+    """Build the credential `spec` names (one of `sources`), or the first available one of
+    `default_chain`."""
     if spec is not None and not isinstance(spec, str):
         if not hasattr(spec, "get_token"):
             raise ConfigError(
@@ -116,7 +119,6 @@ def select_credential(
             source="given",
             cache_key=("given", id(spec)),
         )
-    sources = known_sources()
     name, arg = parse_spec(spec or "auto")
     if name != "auto":
         source = sources.get(name)

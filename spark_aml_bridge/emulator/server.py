@@ -193,7 +193,7 @@ def build_info(
     artifacts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The contents of emulator.json. Keys only ever get added, never renamed or removed."""
-    from spark_aml_bridge import __version__
+    from spark_aml_bridge._version import __version__
     from spark_aml_bridge.emulator.workspace import workspace_path
 
     tracking_uri = tracking_uri_for(urls["workspace"], identity)

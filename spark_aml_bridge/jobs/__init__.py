@@ -1,1 +1,2 @@
-"""Scheduled jobs that carry the bridge settings: Databricks job submission, Synapse batch jobs."""
+"""Scheduled jobs that carry the bridge settings: the public paths the README documents. The code
+lives with each platform (``platforms/databricks/jobs.py``, ``platforms/synapse/jobs.py``)."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from spark_aml_bridge.spark_state import spark_role
+
+if TYPE_CHECKING:
+    from spark_aml_bridge.credentials.sources import CredentialSource
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,10 @@ class PlatformShim:
         """Credential source names, in the order tried when the user names none."""
         raise NotImplementedError
 
+    def credential_sources(self) -> tuple[CredentialSource, ...]:
+        """This platform's own credential sources (generic ones are everyone's)."""
+        return ()
+
     def context_tags(self) -> dict[str, str]:
         """Tags every new MLflow run gets on this platform."""
         ctx = self.context()
@@ -58,19 +66,3 @@ class PlatformShim:
     def check_config(self, config: Any) -> None:
         """Warn (or raise ConfigError) where settings ask for what this platform cannot do."""
         return None
-
-
-def spark_role() -> str:
-    """'executor' inside a Spark task, 'driver' when a Spark session is active, else 'process'."""
-    if "pyspark" not in sys.modules:
-        return "process"
-    try:
-        from pyspark import TaskContext
-
-        if TaskContext.get() is not None:
-            return "executor"
-        from pyspark.sql import SparkSession
-
-        return "driver" if SparkSession.getActiveSession() is not None else "process"
-    except Exception:  # noqa: BLE001 - a broken Spark install must not break detection
-        return "process"

@@ -29,6 +29,10 @@ from typing import Any
 
 from spark_aml_bridge.emulator.synapse.utils import STATE_ENV, TokenLibrary
 
+# The bridge's override of the trident context file's path (a contract with platforms/synapse,
+# spelled out here so the double never imports the code it tests).
+TRIDENT_CONTEXT_ENV = "_SPARK_AML_BRIDGE_TRIDENT_CONTEXT"
+
 PYTHONPATH_DIR = Path(__file__).resolve().parent / "pythonpath"
 TOKEN_LIBRARY_PATH = "com.microsoft.azure.synapse.tokenlibrary.TokenLibrary"
 APP_MASTER_ENV = "spark.yarn.appMasterEnv."
@@ -137,8 +141,6 @@ class SynapseRuntime:
 
     def env(self) -> dict[str, str]:
         """Environment variables a driver of this runtime has."""
-        from spark_aml_bridge.platforms.synapse.shim import TRIDENT_CONTEXT_ENV
-
         env = {
             "AZURE_SERVICE": "Microsoft.ProjectArcadia",
             STATE_ENV: str(self.state_file),

@@ -145,7 +145,7 @@ def get_token(audience: str, name: str = "") -> str:
 
 
 def is_valid_token(token: str) -> bool:
-    from spark_aml_bridge.session import token_claims
+    from spark_aml_bridge.credentials.identity import token_claims
 
     return float(token_claims(token).get("exp", 0)) > time.time()
 

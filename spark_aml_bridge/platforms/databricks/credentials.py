@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -25,12 +24,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from spark_aml_bridge.credentials.identity import service_principal, token_claims
 from spark_aml_bridge.credentials.sources import (
     BuiltCredential,
     CredentialSource,
     CredentialUnavailable,
     SourceContext,
-    register_source,
 )
 from spark_aml_bridge.errors import CredentialError
 
@@ -47,28 +46,18 @@ _ARM_AUDIENCES = {
 }
 
 
-def _fingerprint(value: str | None) -> str:
-    return hashlib.sha256((value or "").encode()).hexdigest()[:16]
-
-
-def _short(value: str | None) -> str:
-    if not value:
-        return "?"
-    return value if len(value) <= 8 else value[:8] + "…"
-
-
 def is_secret_reference(value: str | None) -> bool:
     return bool(value) and SECRET_REFERENCE.match(str(value).strip()) is not None
 
 
 def _on_executor() -> bool:
-    from spark_aml_bridge.platforms.databricks.shim import task_context
+    from spark_aml_bridge.spark_state import task_context
 
     return task_context() is not None
 
 
 def _dbutils_or_why() -> tuple[Any | None, str]:
-    from spark_aml_bridge.platforms.databricks.shim import find_dbutils
+    from spark_aml_bridge.platforms.databricks.runtime import find_dbutils
 
     if _on_executor():
         return None, "dbutils is available on the Spark driver only, not in executors"
@@ -91,19 +80,13 @@ def _sp_credential(
     origin: str,
     executor_reusable: bool = False,
 ) -> BuiltCredential:
-    kwargs = context.aad_kwargs()
-
-    def factory() -> Any:
-        from azure.identity import ClientSecretCredential
-
-        return ClientSecretCredential(tenant_id, client_id, secret, **kwargs)
-
-    return BuiltCredential(
-        factory=factory,
-        description=f"service principal {_short(client_id)} (tenant {_short(tenant_id)}) {origin}",
+    return service_principal(
+        context,
+        tenant_id,
+        client_id,
+        secret=secret,
+        origin=origin,
         source=source,
-        # The same identity from any source shares tokens; a changed secret does not.
-        cache_key=("sp", context.authority, tenant_id, client_id, _fingerprint(secret)),
         executor_reusable=executor_reusable,
     )
 
@@ -244,7 +227,7 @@ def _set_at_launch(
 
 
 def _build_env(context: SourceContext, arg: str | None) -> BuiltCredential:
-    from spark_aml_bridge.platforms.databricks.shim import runtime_version
+    from spark_aml_bridge.platforms.databricks.runtime import runtime_version
 
     env = context.environ
     values = {name: env.get(name) for name in _SP_ENV}
@@ -368,7 +351,7 @@ def _build_service_credential(context: SourceContext, arg: str | None) -> BuiltC
 
 
 def _passthrough_option(dbutils: Any) -> Any:
-    from spark_aml_bridge.platforms.databricks.shim import command_context, option_value
+    from spark_aml_bridge.platforms.databricks.runtime import command_context, option_value
 
     ctx = command_context(dbutils)
     if ctx is None:
@@ -390,8 +373,6 @@ class PassthroughTokenCredential:
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         from azure.core.credentials import AccessToken
-
-        from spark_aml_bridge.session import token_claims
 
         token = self._read()
         if not token:
@@ -438,8 +419,6 @@ class PassthroughTokenCredential:
 
 
 def _build_passthrough(context: SourceContext, arg: str | None) -> BuiltCredential:
-    from spark_aml_bridge.session import token_claims
-
     dbutils, why = _dbutils_or_why()
     if dbutils is None:
         raise CredentialUnavailable(why)
@@ -458,7 +437,8 @@ def _build_passthrough(context: SourceContext, arg: str | None) -> BuiltCredenti
     )
 
 
-register_source(
+# Databricks' credential sources, by name (platforms/registry.py gathers every platform's).
+SOURCES: tuple[CredentialSource, ...] = (
     CredentialSource(
         "databricks-secret-scope",
         "service principal whose secret is in a Databricks secret scope (dbutils.secrets.get)",
@@ -469,9 +449,7 @@ register_source(
             "a Databricks notebook or job driver",
         ),
         _build_secret_scope,
-    )
-)
-register_source(
+    ),
     CredentialSource(
         "databricks-env",
         "service principal from AZURE_* env vars set by the cluster's configuration",
@@ -481,9 +459,7 @@ register_source(
             "AZURE_CLIENT_SECRET={{secrets/<scope>/<key>}} in the cluster's environment variables",
         ),
         _build_env,
-    )
-)
-register_source(
+    ),
     CredentialSource(
         "databricks-service-credential",
         "Unity Catalog service credential (an access connector's managed identity)",
@@ -493,13 +469,11 @@ register_source(
             "Databricks Runtime 15.4 LTS or later",
         ),
         _build_service_credential,
-    )
-)
-register_source(
+    ),
     CredentialSource(
         "databricks-passthrough",
         "Azure AD credential passthrough token of the notebook user (legacy, deprecated)",
         ("a passthrough-enabled cluster", "a Databricks notebook driver"),
         _build_passthrough,
-    )
+    ),
 )

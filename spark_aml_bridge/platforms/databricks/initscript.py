@@ -33,8 +33,8 @@ from spark_aml_bridge.errors import ConfigError
 if TYPE_CHECKING:
     from spark_aml_bridge.config import BridgeConfig
 
-DATABRICKS_PIP = "/databricks/python/bin/pip"
-DATABRICKS_SPARK_ENV = "/databricks/spark/conf/spark-env.sh"
+CLUSTER_PIP = "/databricks/python/bin/pip"
+CLUSTER_SPARK_ENV = "/databricks/spark/conf/spark-env.sh"
 BLOCK_BEGIN = "# >>> spark-aml-bridge >>>"
 BLOCK_END = "# <<< spark-aml-bridge <<<"
 # Distributions the runtime's MLflow/Spark integration depends on: always pinned.
@@ -205,8 +205,8 @@ def databricks_init_script(
     *,
     client_secret_ref: str | None = None,
     package: str | None = None,
-    pip: str = DATABRICKS_PIP,
-    spark_env: str = DATABRICKS_SPARK_ENV,
+    pip: str = CLUSTER_PIP,
+    spark_env: str = CLUSTER_SPARK_ENV,
     environ: Mapping[str, str] | None = None,
 ) -> str:
     """The bash text of a cluster-scoped init script for `settings`."""
@@ -238,64 +238,3 @@ def databricks_init_script(
         exports=exports,
         checks=checks,
     )
-
-
-# -- command line ----------------------------------------------------------------------------------
-
-
-def add_databricks_commands(init_script_platforms: Any, submit_platforms: Any) -> None:
-    """``init-script databricks`` and ``submit databricks`` (called by cli.build_parser)."""
-    from spark_aml_bridge.platforms.databricks.jobs import add_submit_command
-    from spark_aml_bridge.platforms.synapse.pool_config import add_setting_options
-
-    init = init_script_platforms.add_parser(
-        "databricks",
-        help="write a Databricks cluster-scoped init script (install + settings, no secrets)",
-        description="Write a cluster-scoped init script: it installs spark-aml-bridge with the "
-        "cluster's pip (leaving the runtime's MLflow and PySpark as they are) and exports the "
-        "bridge settings for the driver and every worker, so every notebook and job on the "
-        "cluster tracks to the workspace with no code.",
-    )
-    init.add_argument(
-        "--client-secret-ref",
-        metavar="'{{secrets/SCOPE/KEY}}'",
-        help="secret reference for AZURE_CLIENT_SECRET (credential databricks-env); it goes into "
-        "the cluster's environment variables, never into the script",
-    )
-    init.add_argument("--package", help="what pip installs (default: this version from PyPI)")
-    init.add_argument("--pip", default=DATABRICKS_PIP, help="the cluster's pip (%(default)s)")
-    init.add_argument(
-        "--spark-env", default=DATABRICKS_SPARK_ENV, help="spark-env.sh to append to (%(default)s)"
-    )
-    init.add_argument("--output", "-o", help="write to this file (mode 755) instead of stdout")
-    add_setting_options(init)
-    init.set_defaults(func=_init_script_command)
-    add_submit_command(submit_platforms)
-
-
-def _init_script_command(args: Any) -> int:
-    import os
-    import sys
-
-    from spark_aml_bridge.platforms.synapse.pool_config import settings_from_args
-
-    text = databricks_init_script(
-        settings_from_args(args),
-        client_secret_ref=args.client_secret_ref,
-        package=args.package,
-        pip=args.pip,
-        spark_env=args.spark_env,
-        environ=os.environ,
-    )
-    if not args.output:
-        print(text, end="")
-        return 0
-    with open(args.output, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(args.output, 0o755)
-    print(
-        f"wrote {args.output}: store it in a Unity Catalog volume or workspace files and add it to "
-        "the cluster's init scripts (Advanced options > Init scripts)",
-        file=sys.stderr,
-    )
-    return 0

@@ -21,6 +21,11 @@ from spark_aml_bridge.errors import BridgeError, ConfigError
 _log = logging.getLogger(__name__)
 
 TASK_KINDS = ("python", "notebook", "wheel")
+# How submission authenticates to the Databricks workspace: the SDK's own configuration.
+SDK_AUTHENTICATION = (
+    "Authenticates like the Databricks SDK/CLI (DATABRICKS_HOST, DATABRICKS_TOKEN, "
+    "~/.databrickscfg)."
+)
 
 
 @dataclass
@@ -225,90 +230,3 @@ def _assert_no_secret_values(payload: dict[str, Any]) -> None:
                     "pass secrets as {{secrets/<scope>/<key>}} references only",
                 )
     json.dumps(payload)  # it must serialise as sent
-
-
-# -- command line ----------------------------------------------------------------------------------
-
-
-def add_submit_command(submit_platforms: Any) -> None:
-    from spark_aml_bridge.platforms.synapse.pool_config import add_setting_options
-
-    submit = submit_platforms.add_parser(
-        "databricks",
-        help="submit a one-time Databricks run carrying the bridge settings (databricks-sdk)",
-        description="Submit a one-time run (Python file, notebook or wheel task) whose new "
-        "cluster carries the bridge settings in spark_env_vars, so it tracks to the workspace "
-        "with no code. Secrets go only as {{secrets/<scope>/<key>}} references. Authenticates "
-        "like the Databricks SDK/CLI (DATABRICKS_HOST, DATABRICKS_TOKEN, ~/.databrickscfg).",
-    )
-    what = submit.add_mutually_exclusive_group(required=True)
-    what.add_argument("--python-file", help="a Python file (/Workspace/..., dbfs:/..., or git)")
-    what.add_argument("--notebook", help="a notebook path (/Users/...)")
-    what.add_argument("--wheel-package", help="a Python wheel task's package name")
-    submit.add_argument("--entry-point", help="the wheel task's entry point")
-    submit.add_argument(
-        "--parameter",
-        action="append",
-        default=[],
-        help="a task parameter (repeatable; notebooks: NAME=VALUE)",
-    )
-    cluster = submit.add_mutually_exclusive_group(required=True)
-    cluster.add_argument("--existing-cluster-id", help="run on this cluster (its env as is)")
-    cluster.add_argument("--spark-version", help="new cluster's runtime, e.g. 15.4.x-scala2.12")
-    submit.add_argument("--node-type-id", help="new cluster's node type, e.g. Standard_DS3_v2")
-    submit.add_argument("--num-workers", type=int, default=1, help="new cluster's workers")
-    submit.add_argument(
-        "--client-secret-ref",
-        metavar="'{{secrets/SCOPE/KEY}}'",
-        help="secret reference for AZURE_CLIENT_SECRET (credential databricks-env)",
-    )
-    submit.add_argument(
-        "--library",
-        action="append",
-        help="a PyPI requirement or .whl path to install (default: this spark-aml-bridge, unless "
-        "--init-script is given)",
-    )
-    submit.add_argument("--init-script", help="the init script's path (/Volumes/... etc.)")
-    submit.add_argument("--run-name", help="the run's name")
-    submit.add_argument("--host", help="the Databricks workspace URL (default: SDK config)")
-    submit.add_argument("--profile", help="a ~/.databrickscfg profile")
-    submit.add_argument("--wait", action="store_true", help="wait for the run to finish")
-    add_setting_options(submit)
-    submit.set_defaults(func=_submit_command)
-
-
-def _submit_command(args: Any) -> int:
-    import os
-    import sys
-
-    from spark_aml_bridge.platforms.synapse.pool_config import settings_from_args
-
-    if args.python_file:
-        kind, target = "python", args.python_file
-    elif args.notebook:
-        kind, target = "notebook", args.notebook
-    else:
-        kind, target = "wheel", args.wheel_package
-    run = submit_databricks_run(
-        kind,
-        target,
-        host=args.host,
-        profile=args.profile,
-        run_name=args.run_name,
-        wait=args.wait,
-        entry_point=args.entry_point,
-        parameters=args.parameter,
-        settings=settings_from_args(args),
-        client_secret_ref=args.client_secret_ref,
-        existing_cluster_id=args.existing_cluster_id,
-        spark_version=args.spark_version,
-        node_type_id=args.node_type_id,
-        num_workers=args.num_workers,
-        libraries=args.library,
-        init_script=args.init_script,
-        environ=os.environ,
-    )
-    for warning in run.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(run)
-    return 0 if not args.wait or run.state in (None, "SUCCESS") else 1

@@ -19,23 +19,32 @@ settings first, then what the cluster provides, then generic fallbacks::
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
 import re
-import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from spark_aml_bridge.platforms.base import PlatformContext, PlatformShim
+from spark_aml_bridge.platforms.databricks.runtime import (
+    DBR_VERSION_FILE,
+    command_context,
+    find_dbutils,
+    is_serverless_version,
+    option_value,
+    repl_context,
+    runtime_version,
+    spark_connect_mode,
+)
+from spark_aml_bridge.spark_state import active_conf_values, task_context
 
 if TYPE_CHECKING:
     from spark_aml_bridge.config import BridgeConfig
+    from spark_aml_bridge.credentials.sources import CredentialSource
 
 _log = logging.getLogger(__name__)
 
-DBR_VERSION_FILE = "/databricks/DBR_VERSION"
 # What the driver hands its executors about where they run (no secrets), as JSON.
 CONTEXT_ENV = "_SPARK_AML_BRIDGE_DATABRICKS_CONTEXT"
 NATIVE_TRACKING_URI = "databricks"
@@ -111,98 +120,7 @@ _MLFLOW_TAGS = {
 }
 
 
-# -- runtime facts --------------------------------------------------------------------------------
-
-
-def runtime_version(
-    environ: dict[str, str] | os._Environ[str] | None = None,
-    version_file: str = DBR_VERSION_FILE,
-) -> tuple[str | None, str | None]:
-    """(version, where it came from: "env" | "file"), as MLflow derives it; (None, None) if none."""
-    environ = os.environ if environ is None else environ
-    env_version = environ.get("DATABRICKS_ENV_VERSION")
-    if env_version:
-        version = f"client.{env_version}"
-        if environ.get("DATABRICKS_ACCELERATOR"):
-            version += "-gpu"
-        return version, "env"
-    if environ.get("DATABRICKS_RUNTIME_VERSION"):
-        return environ["DATABRICKS_RUNTIME_VERSION"], "env"
-    try:
-        with open(version_file, encoding="utf-8") as handle:
-            text = handle.read().strip()
-    except OSError:
-        return None, None
-    return (text or "unknown"), "file"
-
-
-def is_serverless_version(version: str | None) -> bool:
-    return bool(version) and str(version).startswith("client.")
-
-
-def spark_connect_mode(environ: Any = None) -> bool:
-    """The Python REPL talks to Spark through Spark Connect (standard/shared access, serverless)."""
-    environ = os.environ if environ is None else environ
-    return bool(environ.get("SPARK_CONNECT_MODE_ENABLED") or environ.get("SPARK_REMOTE"))
-
-
-def task_context() -> Any | None:
-    """The Spark TaskContext when this code runs inside a Spark task (an executor)."""
-    if "pyspark" not in sys.modules:
-        return None
-    try:
-        from pyspark import TaskContext
-
-        return TaskContext.get()
-    except Exception:  # noqa: BLE001 - a broken Spark install must not break detection
-        return None
-
-
-def find_dbutils() -> Any | None:
-    """The runtime's ``dbutils``: the notebook's IPython namespace, else ``databricks.sdk.runtime``.
-
-    The SDK module is only asked on a runtime (``dbruntime`` importable): elsewhere it would fall
-    back to a remote implementation that needs its own Databricks credentials.
-    """
-    ipython = sys.modules.get("IPython")
-    if ipython is not None:
-        try:
-            shell = ipython.get_ipython()
-            found = shell.ns_table["user_global"].get("dbutils") if shell is not None else None
-            if found is not None:
-                return found
-        except Exception:  # noqa: BLE001 - not a notebook shell
-            pass
-    try:
-        if importlib.util.find_spec("dbruntime") is None:
-            return None
-        from databricks.sdk import runtime
-
-        if getattr(runtime, "is_local_implementation", True):
-            return None
-        return getattr(runtime, "dbutils", None)
-    except Exception:  # noqa: BLE001 - no runtime namespace here
-        return None
-
-
-def option_value(value: Any) -> Any:
-    """Unwrap a Scala ``Option`` (py4j) or pass a plain value through; empty -> None."""
-    if value is None:
-        return None
-    is_defined = getattr(value, "isDefined", None)
-    if callable(is_defined):
-        return value.get() if is_defined() else None
-    return value
-
-
-def command_context(dbutils: Any) -> Any | None:
-    """``dbutils.notebook.entry_point.getDbutils().notebook().getContext()``, or None."""
-    if dbutils is None:
-        return None
-    try:
-        return dbutils.notebook.entry_point.getDbutils().notebook().getContext()
-    except Exception:  # noqa: BLE001 - serverless and plain processes have no command context
-        return None
+# -- reading the runtime's context ------------------------------------------------------------
 
 
 def _ctx_call(ctx: Any, name: str) -> Any:
@@ -224,39 +142,6 @@ def _ctx_extra(ctx: Any, key: str) -> Any:
         return option_value(ctx.extraContext().get(key))
     except Exception:  # noqa: BLE001
         return None
-
-
-def repl_context() -> Any | None:
-    """The runtime's REPL context object (``dbruntime``), or None off Databricks."""
-    try:
-        from dbruntime.databricks_repl_context import get_context
-
-        return get_context()
-    except Exception:  # noqa: BLE001 - ImportError off the runtime
-        return None
-
-
-def _active_conf(keys: dict[str, str]) -> dict[str, str]:
-    """Values of `keys` from an already active Spark session's conf; never starts Spark."""
-    if "pyspark" not in sys.modules:
-        return {}
-    try:
-        from pyspark.sql import SparkSession
-
-        session = SparkSession.getActiveSession()
-    except Exception:  # noqa: BLE001 - Spark Connect client missing, dying JVM
-        return {}
-    if session is None:
-        return {}
-    found: dict[str, str] = {}
-    for name, key in keys.items():
-        try:
-            value = session.conf.get(key, None)
-        except Exception:  # noqa: BLE001 - serverless refuses most conf reads
-            value = None
-        if value:
-            found[name] = str(value)
-    return found
 
 
 def _text(value: Any) -> str | None:
@@ -354,7 +239,7 @@ class DatabricksPlatform(PlatformShim):
             return getattr(repl, name, None) if repl is not None else None
 
         ctx = command_context(find_dbutils())
-        conf = _active_conf(_CONF)
+        conf = active_conf_values(_CONF)
         acl_root = _first(rc("aclPathOfAclRoot"), _ctx_call(ctx, "aclPathOfAclRoot"))
         acl_notebook = (
             acl_root.rsplit("/", 1)[-1] if acl_root and acl_root.startswith("/workspace") else None
@@ -414,9 +299,12 @@ class DatabricksPlatform(PlatformShim):
     # -- the shim's answers --------------------------------------------------------------------
 
     def default_credential_chain(self) -> list[str]:
-        from spark_aml_bridge.platforms.databricks import credentials  # noqa: F401 - registers them
-
         return list(CREDENTIAL_CHAIN)
+
+    def credential_sources(self) -> tuple[CredentialSource, ...]:
+        from spark_aml_bridge.platforms.databricks.credentials import SOURCES
+
+        return SOURCES
 
     def context_tags(self) -> dict[str, str]:
         ctx = self.context()

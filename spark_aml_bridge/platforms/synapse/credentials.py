@@ -25,17 +25,34 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from spark_aml_bridge.credentials.generic import _fingerprint, short_id
+from spark_aml_bridge.credentials.identity import (
+    fingerprint,
+    service_principal,
+    short_id,
+    token_claims,
+)
 from spark_aml_bridge.credentials.sources import (
     BuiltCredential,
     CredentialSource,
     CredentialUnavailable,
     SourceContext,
-    register_source,
 )
 from spark_aml_bridge.errors import CredentialError
+from spark_aml_bridge.platforms.synapse.signals import notebook_utils
 
 _log = logging.getLogger(__name__)
+
+# What does not work on Fabric, one sentence each (errors and docs quote them; fabric.py lists
+# them with the rest).
+ARM_TOKEN_UNSUPPORTED = (
+    "Fabric's notebookutils documents no Azure Resource Manager audience, so where "
+    "getToken('AzureManagement') fails use a service principal instead (key_vault and "
+    "client_secret_name, or the AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET env vars)."
+)
+TOKEN_LIBRARY_UNSUPPORTED = (
+    "The JVM token library path is Synapse's only (Fabric's lives in another package and is not "
+    "used); on Fabric the bridge reads tokens through notebookutils."
+)
 
 ARM_AUDIENCE = "AzureManagement"
 # Sources that exist on the driver only (executors get the driver's token relayed instead).
@@ -68,12 +85,6 @@ def audience_for_scope(scope: str, default: str) -> str:
     return default
 
 
-def _claims(token: str) -> dict[str, Any]:
-    from spark_aml_bridge.session import token_claims
-
-    return token_claims(token)
-
-
 def token_identity(claims: dict[str, Any]) -> str:
     """Who a token is for, from its claims (never the token): user, managed identity or app."""
     upn = claims.get("upn") or claims.get("unique_name") or claims.get("preferred_username")
@@ -91,7 +102,7 @@ def token_identity(claims: dict[str, Any]) -> str:
 
 def _expiry(token: str, hint: Any = None) -> float:
     """Expiry from the JWT `exp`, else the runtime's expiry (seconds or ms), else a short life."""
-    exp = _claims(token).get("exp")
+    exp = token_claims(token).get("exp")
     if isinstance(exp, (int, float)) and exp > 0:
         return float(exp)
     try:
@@ -165,13 +176,13 @@ class RuntimeTokenCredential:
 
 
 def _on_executor() -> bool:
-    from spark_aml_bridge.platforms.base import spark_role
+    from spark_aml_bridge.spark_state import spark_role
 
     return spark_role() == "executor"
 
 
 def _platform() -> str | None:
-    from spark_aml_bridge.platforms.synapse.shim import gather_signals
+    from spark_aml_bridge.platforms.synapse.signals import gather_signals
 
     return gather_signals().classify()
 
@@ -188,22 +199,20 @@ def _runtime_built(
     except Exception as exc:  # noqa: BLE001 - any runtime failure means "not usable here"
         reason = f"{origin}('{audience}') failed: {_first_line(exc)}"
         if _platform() == "fabric" and audience == ARM_AUDIENCE:
-            from spark_aml_bridge.platforms.synapse.fabric import ARM_TOKEN_UNSUPPORTED
-
             reason += ". " + ARM_TOKEN_UNSUPPORTED
         raise CredentialUnavailable(reason) from None
     if not token:
         raise CredentialUnavailable(
             f"{origin}('{audience}') returned no token (an API stub such as dummy-notebookutils?)"
         )
-    claims = _claims(token)
+    claims = token_claims(token)
     who = token_identity(claims)
     first = (token, _expiry(token, hint))
     return BuiltCredential(
         factory=lambda: RuntimeTokenCredential(fetch, audience, origin, first),
         description=f"{origin}('{audience}') as {who}",
         source=source,
-        cache_key=(source, audience, claims.get("tid"), claims.get("oid") or _fingerprint(token)),
+        cache_key=(source, audience, claims.get("tid"), claims.get("oid") or fingerprint(token)),
     )
 
 
@@ -211,8 +220,6 @@ def _runtime_built(
 
 
 def _build_notebookutils(context: SourceContext, arg: str | None) -> BuiltCredential:
-    from spark_aml_bridge.platforms.synapse.shim import notebook_utils
-
     if _on_executor():
         raise CredentialUnavailable(_DRIVER_ONLY)
     credentials = notebook_utils("credentials")
@@ -234,7 +241,7 @@ def _build_notebookutils(context: SourceContext, arg: str | None) -> BuiltCreden
 
 
 def _token_library() -> Any:
-    from spark_aml_bridge.platforms.synapse.shim import active_session
+    from spark_aml_bridge.spark_state import active_session
 
     session = active_session()
     if session is None:
@@ -260,8 +267,6 @@ def _build_token_library(context: SourceContext, arg: str | None) -> BuiltCreden
     if _on_executor():
         raise CredentialUnavailable(_DRIVER_ONLY)
     if _platform() == "fabric":
-        from spark_aml_bridge.platforms.synapse.fabric import TOKEN_LIBRARY_UNSUPPORTED
-
         raise CredentialUnavailable(TOKEN_LIBRARY_UNSUPPORTED)
     library = _token_library()
 
@@ -329,8 +334,6 @@ def _secret_failure(
 
 
 def _build_key_vault_sp(context: SourceContext, arg: str | None) -> BuiltCredential:
-    from spark_aml_bridge.platforms.synapse.shim import notebook_utils
-
     config, env = context.config, context.environ
     secret_name = config.client_secret_name
     vault, linked_service = config.key_vault, config.key_vault_linked_service
@@ -385,42 +388,31 @@ def _build_key_vault_sp(context: SourceContext, arg: str | None) -> BuiltCredent
             f"Key Vault secret '{secret_name}' is empty",
             "store the service principal's client secret value in it",
         )
-    kwargs = context.aad_kwargs()
-
-    def factory() -> Any:
-        from azure.identity import ClientSecretCredential
-
-        return ClientSecretCredential(tenant_id, client_id, secret, **kwargs)
-
     via = f"linked service {linked_service}" if linked_service else f"Key Vault {vault}"
-    return BuiltCredential(
-        factory=factory,
-        description=(
-            f"service principal {short_id(client_id)} (tenant {short_id(tenant_id)}) with its "
-            f"secret '{secret_name}' from {via}"
-        ),
+    return service_principal(
+        context,
+        tenant_id,
+        client_id,
+        secret=secret,
+        origin=f"with its secret '{secret_name}' from {via}",
         source="key-vault-sp",
-        cache_key=("sp", context.authority, tenant_id, client_id, _fingerprint(secret)),
     )
 
 
-register_source(
+# Synapse's (and Fabric's) credential sources (platforms/registry.py gathers every platform's).
+SOURCES: tuple[CredentialSource, ...] = (
     CredentialSource(
         "notebookutils",
         "the Synapse/Fabric notebook utilities' ARM token (credentials.getToken)",
         (),
         _build_notebookutils,
-    )
-)
-register_source(
+    ),
     CredentialSource(
         "token-library",
         "the Synapse JVM token library's ARM token (TokenLibrary.getAccessToken)",
         (),
         _build_token_library,
-    )
-)
-register_source(
+    ),
     CredentialSource(
         "key-vault-sp",
         "service principal whose secret the Synapse/Fabric runtime reads from Key Vault",
@@ -431,5 +423,5 @@ register_source(
             "key_vault_linked_service or key_vault",
         ),
         _build_key_vault_sp,
-    )
+    ),
 )

@@ -1,7 +1,7 @@
 """Microsoft Fabric Spark (and Python) notebooks: detected and reported, tracked like Synapse.
 
 Fabric sets the same ``AZURE_SERVICE`` as Synapse, so it is detected first, by its own markers
-(see ``platforms/synapse.py``). Its ``notebookutils`` has Synapse's credential verbs, so the
+(see ``signals.py``). Its ``notebookutils`` has Synapse's credential verbs, so the
 Synapse credential sources serve it where they work; what does not is said in one sentence each.
 """
 
@@ -12,33 +12,30 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spark_aml_bridge.platforms.base import PlatformContext
-from spark_aml_bridge.platforms.synapse.shim import (
+from spark_aml_bridge.platforms.synapse.credentials import (
+    ARM_TOKEN_UNSUPPORTED,
+    TOKEN_LIBRARY_UNSUPPORTED,
+)
+from spark_aml_bridge.platforms.synapse.shim import ArcadiaShim, tags_for
+from spark_aml_bridge.platforms.synapse.signals import (
     FABRIC_TRACKING_SCHEME,
     PLATFORM_CONTEXT_ENV,
     PLATFORM_HINT_ENV,
-    ArcadiaShim,
-    active_session,
     relayed_details,
     runtime_context,
     session_kind,
-    tags_for,
 )
+from spark_aml_bridge.spark_state import active_session
+
+if TYPE_CHECKING:
+    from spark_aml_bridge.credentials.sources import CredentialSource
 
 _log = logging.getLogger(__name__)
 
 # One sentence per thing the bridge does not do on Fabric (errors and docs quote them).
-ARM_TOKEN_UNSUPPORTED = (
-    "Fabric's notebookutils documents no Azure Resource Manager audience, so where "
-    "getToken('AzureManagement') fails use a service principal instead (key_vault and "
-    "client_secret_name, or the AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET env vars)."
-)
-TOKEN_LIBRARY_UNSUPPORTED = (
-    "The JVM token library path is Synapse's only (Fabric's lives in another package and is not "
-    "used); on Fabric the bridge reads tokens through notebookutils."
-)
 DUAL_TRACKING_UNSUPPORTED = (
     "Tracking to Fabric's own MLflow (sds://) and the workspace at once (mode=dual) is not "
     "supported on Fabric: use mode=workspace, which points MLflow at the workspace only."
@@ -120,6 +117,11 @@ class FabricPlatform(ArcadiaShim):
     def default_credential_chain(self) -> list[str]:
         # As on Synapse, without the JVM token library (TOKEN_LIBRARY_UNSUPPORTED).
         return ["env", "key-vault-sp", "notebookutils", "relayed-token"]
+
+    def credential_sources(self) -> tuple[CredentialSource, ...]:
+        from spark_aml_bridge.platforms.synapse.credentials import SOURCES
+
+        return SOURCES
 
     def context_tags(self) -> dict[str, str]:
         return tags_for(self.context())

@@ -100,18 +100,10 @@ def _submit_credential(credential: Any, settings: Mapping[str, Any] | None) -> A
     if credential is not None and not isinstance(credential, str):
         return credential
     from spark_aml_bridge.config import resolve_config
-    from spark_aml_bridge.credentials.sources import SourceContext, select_credential
-    from spark_aml_bridge.platforms import detect_platform
-    from spark_aml_bridge.session import authority_for
+    from spark_aml_bridge.platforms.registry import select_credential_for
 
     config = resolve_config({**dict(settings or {}), "credential": credential}, spark_conf={})
-    environ = dict(os.environ)
-    authority, custom = authority_for(config, environ)
-    context = SourceContext(config, environ, authority, custom, config.ca_bundle)
-    built = select_credential(
-        config.credential, context, detect_platform().default_credential_chain()
-    )
-    return built.factory()
+    return select_credential_for(config, os.environ).factory()
 
 
 def _client(endpoint: str, pool: str, credential: Any, ca_bundle: str | None) -> Any:

@@ -17,7 +17,7 @@ class UserNamespaceInitializer:
 
     def get_namespace_globals(self) -> dict[str, Any]:
         from spark_aml_bridge.emulator.databricks.runtime import active_double
-        from spark_aml_bridge.platforms.databricks.shim import task_context
+        from spark_aml_bridge.spark_state import task_context
 
         if task_context() is not None:
             raise RuntimeError("dbutils is not available in Spark executors")

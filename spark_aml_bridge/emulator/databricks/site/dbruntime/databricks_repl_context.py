@@ -7,7 +7,7 @@ from typing import Any
 
 def get_context() -> Any:
     from spark_aml_bridge.emulator.databricks.runtime import active_double
-    from spark_aml_bridge.platforms.databricks.shim import task_context
+    from spark_aml_bridge.spark_state import task_context
 
     double = active_double()
     if double is None or task_context() is not None:
