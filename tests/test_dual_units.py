@@ -8,7 +8,8 @@ import sqlite3
 import pytest
 
 from spark_aml_bridge.dual import codec
-from spark_aml_bridge.dual.mirror import MAX_METRICS, Mirror, plan
+from spark_aml_bridge.dual.batches import MAX_METRICS, plan
+from spark_aml_bridge.dual.mirror import Mirror
 from spark_aml_bridge.dual.names import NameRule, disambiguated
 from spark_aml_bridge.dual.spool import Op, Spool, owner_alive, spool_files
 from spark_aml_bridge.dual.uri import dual_options, dual_uri, parse_dual_uri

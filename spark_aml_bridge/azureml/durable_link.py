@@ -22,7 +22,7 @@ from typing import Any
 
 from spark_aml_bridge.dual.failures import short_error
 from spark_aml_bridge.dual.mirror import Mirror
-from spark_aml_bridge.dual.replay import ReplayReport, drain
+from spark_aml_bridge.dual.replay import ReplayReport, close_out, drain
 from spark_aml_bridge.dual.spool import Spool, spool_files
 from spark_aml_bridge.dual.worker import MirrorLink, unregister
 from spark_aml_bridge.rest import call_once
@@ -321,11 +321,7 @@ def replay_durable_spool(
         drain(spool, writer, deadline=deadline, report=report, side="workspace")
         spool.forget_closed_runs()
     finally:
-        pending, _ = spool.pending()
-        if pending:
-            report.remaining[name] = pending
-        if spool.close(remove_if_done=True):
-            report.removed.append(name)
+        close_out(spool, report)
 
 
 def replay_orphans(

@@ -132,11 +132,16 @@ def replay_spool(
                 report.reconciled_runs += 1
             spool.forget_closed_runs()
     finally:
-        pending, _ = spool.pending()
-        if pending:
-            report.remaining[name] = pending
-        if spool.close(remove_if_done=True):
-            report.removed.append(name)
+        close_out(spool, report)
+
+
+def close_out(spool: Spool, report: ReplayReport) -> None:
+    """Report what is left in a replayed spool, and remove the spool when nothing is."""
+    pending, _ = spool.pending()
+    if pending:
+        report.remaining[str(spool.path)] = pending
+    if spool.close(remove_if_done=True):
+        report.removed.append(str(spool.path))
 
 
 def adopt(path: Path, report: ReplayReport) -> Spool | None:
