@@ -11,16 +11,16 @@ import uuid
 
 import pytest
 import requests
-from durable_support import fetch_token
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from plain_access import emulator_token
 
 from spark_aml_bridge.emulator.aml_ids import is_guid
 
 
 @pytest.fixture
 def client(emulator, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", fetch_token(emulator.info))
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", emulator_token(emulator.info))
     monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", emulator.info["ca_bundle"])
     return MlflowClient(emulator.info["workspace_url"], emulator.info["workspace_url"])
 
@@ -80,7 +80,7 @@ def test_a_plain_client_sees_guid_experiment_and_run_ids(client, emulator):
 
     # AML's run-history service addresses the run by the same GUIDs (and by experiment name).
     info = emulator.info
-    headers = {"Authorization": f"Bearer {fetch_token(info)}"}
+    headers = {"Authorization": f"Bearer {emulator_token(info)}"}
     base = f"{info['history_url']}/experimentids/{experiment_id}/runs/{parent.run_id}/artifacts"
     upload = requests.post(
         base + "/batch/metadata",
