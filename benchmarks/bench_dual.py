@@ -110,8 +110,8 @@ def _drain_rate(store, workspace_uri: str, spool_dir: str, metrics: int) -> dict
     """Fill a spool with `metrics` points for one run, then time applying it to the workspace."""
     from spark_aml_bridge.dual import codec
     from spark_aml_bridge.dual.mirror import Mirror
+    from spark_aml_bridge.dual.sides import build_store
     from spark_aml_bridge.dual.spool import Spool
-    from spark_aml_bridge.dual.store import build_store
     from spark_aml_bridge.dual.worker import MirrorLink  # noqa: F401 - same code path
 
     primary = store.primary

@@ -68,9 +68,9 @@ class Bridge:
         the mirror (dual mode); False if `timeout` passed first. Synchronous writes: True."""
         if self.dual is not None:
             return self.dual.flush(timeout)
-        from mlflow.tracking._tracking_service.utils import _get_store
+        from spark_aml_bridge.mlflow_private import cached_tracking_store
 
-        store = _get_store(self.tracking_uri)
+        store = cached_tracking_store(self.tracking_uri)
         flush = getattr(store, "flush", None)
         return True if flush is None else flush(timeout)
 
@@ -170,7 +170,7 @@ def connect(
     global _current
     from spark_aml_bridge.config import resolve_config
     from spark_aml_bridge.platforms import detect_platform
-    from spark_aml_bridge.session import open_session
+    from spark_aml_bridge.session import open_session, set_connected
 
     mlflow = require_mlflow()
     explicit = dict(
@@ -232,6 +232,7 @@ def connect(
             extend_executor_env(bridge._executors, {"MLFLOW_TRACKING_URI": dual.tracking_uri})
             start(dual)
         _current = bridge
+        set_connected(session)
         return bridge
 
 
@@ -242,6 +243,9 @@ def disconnect() -> None:
         bridge, _current = _current, None
         if bridge is None:
             return
+        from spark_aml_bridge.session import set_connected
+
+        set_connected(None)
         if bridge._executors is not None:
             bridge._executors.undo()
         import mlflow
@@ -268,10 +272,9 @@ def _settings_key(config: BridgeConfig, credential: Any) -> tuple[Any, ...]:
 
 def _save_state() -> _SavedState:
     # Read (never written) so disconnect() can tell "unset" from "set to the default".
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
+    from spark_aml_bridge.mlflow_private import set_uris
 
-    saved = _SavedState(tracking_utils._tracking_uri, registry_utils._registry_uri)
+    saved = _SavedState(*set_uris())
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         saved.environ[name] = os.environ.get(name)
     return saved

@@ -1,6 +1,6 @@
 """Doctor checks beyond the connection chain: the clock, and dual tracking's spool.
 
-Each returns `Check`s: one line saying what is wrong, one naming the fix.
+Each returns `Check`s (what `doctor` prints): one line saying what is wrong, one naming the fix.
 """
 
 from __future__ import annotations

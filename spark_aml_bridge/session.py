@@ -188,6 +188,21 @@ def token_cache_for(built: BuiltCredential, scope: str, margin: float) -> TokenC
         return cache
 
 
+# The session of the live connect() (set by bridge.py): stores MLflow caches per URI follow the
+# settings of the latest connect() to their workspace, without importing the bridge.
+_connected: WorkspaceSession | None = None
+
+
+def set_connected(session: WorkspaceSession | None) -> None:
+    global _connected
+    _connected = session
+
+
+def connected_session() -> WorkspaceSession | None:
+    """The session of the live ``connect()``, if there is one."""
+    return _connected
+
+
 def _reset_for_tests() -> None:
     with _lock:
         _sessions.clear()

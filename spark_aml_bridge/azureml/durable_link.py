@@ -20,18 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spark_aml_bridge.dual.mirror import Mirror, Transient, is_transient, short_error
+from spark_aml_bridge.dual.failures import is_transient, short_error
+from spark_aml_bridge.dual.mirror import Mirror
 from spark_aml_bridge.dual.spool import Spool, spool_files
 from spark_aml_bridge.dual.worker import MirrorLink, _unregister
-from spark_aml_bridge.retry_after import retry_after_seconds
+from spark_aml_bridge.rest import call_once
 
 if TYPE_CHECKING:
-    from spark_aml_bridge.dual.api import ReplayReport
+    from spark_aml_bridge.dual.replay import ReplayReport
 
 _log = logging.getLogger(__name__)
 
 DURABLE_MARK = "durable-writes"  # the spool's "primary": there is none, the workspace is all
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 @dataclass(frozen=True)
@@ -89,18 +89,18 @@ def durable_settings() -> DurableSettings:
 
 
 class _Synchronous:
-    """The workspace store's synchronous methods (the base class's), for the worker: the worker
-    must send, never spool again."""
+    """The workspace store's synchronous methods (those of the class under its durable one), for
+    the worker: the worker must send, never spool again."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
+        synchronous = getattr(store, "synchronous", None)
+        self._base = synchronous() if callable(synchronous) else None
 
     def __getattr__(self, name: str) -> Any:
-        from spark_aml_bridge.azureml.durable_store import DurableWorkspaceStore
-
-        if isinstance(self._store, DurableWorkspaceStore):
+        if self._base is not None:
             try:
-                return getattr(super(DurableWorkspaceStore, self._store), name)
+                return getattr(self._base, name)
             except AttributeError:  # an instance attribute, e.g. RestStore's get_host_creds
                 pass
         return getattr(self._store, name)
@@ -140,28 +140,18 @@ class WorkspaceWriter(Mirror):
 
     def _apply_update_run(self, run_id: str, payload: dict[str, Any], age: float) -> None:
         """The run's end (status, end time, name), sent once per attempt (idempotent)."""
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
         body: dict[str, Any] = {"run_id": run_id, "run_uuid": run_id, "status": payload["status"]}
         if payload.get("end") is not None:
             body["end_time"] = int(payload["end"])
         if payload.get("name"):
             body["run_name"] = payload["name"]
-        endpoint = "/api/2.0/mlflow/runs/update"
-        response = http_request(
+        call_once(
             self.store.get_host_creds(),
-            endpoint,
+            "/api/2.0/mlflow/runs/update",
             "POST",
-            max_retries=0,
-            raise_on_status=False,
-            json=body,
+            json_body=body,
+            said="the workspace answered HTTP {status} to runs/update",
         )
-        if response.status_code in _TRANSIENT_STATUS:
-            raise Transient(
-                f"the workspace answered HTTP {response.status_code} to runs/update",
-                retry_after_seconds(response),
-            )
-        verify_rest_response(response, endpoint)
 
 
 @dataclass(frozen=True)
@@ -360,7 +350,7 @@ def replay_orphans(
     store: Any, spool_dir: Path, *, skip: Path | None = None, timeout: float = 600.0
 ) -> ReplayReport:
     """Replay the durable spools of `store`'s workspace left in `spool_dir` by dead processes."""
-    from spark_aml_bridge.dual.api import ReplayReport
+    from spark_aml_bridge.dual.replay import ReplayReport
 
     report = ReplayReport()
     deadline = time.monotonic() + timeout

@@ -24,11 +24,10 @@ from typing import Any
 from spark_aml_bridge.azureml.durable_link import DurableLink, durable_settings
 from spark_aml_bridge.azureml.tracking_store import AzureMLTrackingStore
 from spark_aml_bridge.dual import codec
-from spark_aml_bridge.retry_after import retry_after_seconds
+from spark_aml_bridge.rest import is_transient_status, parsed, retry_wait, send_once
 
 _log = logging.getLogger(__name__)
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
-_TRANSIENT = {408, 429, 500, 502, 503, 504}
 
 
 class DurableWorkspaceStore(AzureMLTrackingStore):
@@ -39,6 +38,10 @@ class DurableWorkspaceStore(AzureMLTrackingStore):
         self._durable_link: DurableLink | None = None
         self._durable_pid: int | None = None
         self._durable_failed = False
+
+    def synchronous(self) -> Any:
+        """This store without durable writes (its base class's methods), for the worker."""
+        return super()
 
     # -- the link (spool + worker), per process -------------------------------------------------
     def durable_link(self, *, create: bool = True) -> DurableLink | None:
@@ -187,7 +190,6 @@ class DurableWorkspaceStore(AzureMLTrackingStore):
         if not settings.enabled:
             return super()._post_once_retrying(endpoint, method, body, find_existing)
         from mlflow.exceptions import MlflowException
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
 
         from spark_aml_bridge.errors import BridgeError
 
@@ -205,23 +207,16 @@ class DurableWorkspaceStore(AzureMLTrackingStore):
                     return existing
             attempt += 1
             try:
-                response = http_request(
-                    self.get_host_creds(),
-                    endpoint,
-                    method,
-                    max_retries=0,
-                    raise_on_status=False,
-                    json=body,
-                )
+                response = send_once(self.get_host_creds(), endpoint, method, json_body=body)
             except MlflowException as exc:
                 if isinstance(exc.__context__, BridgeError):
                     raise  # a refusal (credentials): waiting cannot grant access
                 cause, wait = _first_line(exc), backoff
             else:
-                if response.status_code not in _TRANSIENT:
-                    return json.loads(verify_rest_response(response, endpoint).text)
+                if not is_transient_status(response):
+                    return parsed(response, endpoint)
                 cause = f"HTTP {response.status_code} ({_service_text(response)})"
-                wait = retry_after_seconds(response) or backoff
+                wait = retry_wait(response, backoff)
             if time.monotonic() + wait > deadline:
                 raise self._unreachable(endpoint, budget, attempt, cause)
             time.sleep(wait)

@@ -13,9 +13,9 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
-from mlflow.store.entities.paged_list import PagedList
 
 from spark_aml_bridge.azureml.run_models import not_found
+from spark_aml_bridge.mlflow_private import filter_and_sort_logged_models, paged_list
 
 MODELS_EXPERIMENT = "spark_aml_bridge_logged_models"
 PREFIX = "spark_aml_bridge.lm."
@@ -153,9 +153,7 @@ class ClientSideLoggedModels:
         max_results: int | None = None,
         order_by: Any = None,
         page_token: str | None = None,
-    ) -> PagedList:
-        from mlflow.utils.search_utils import SearchLoggedModelsUtils
-
+    ) -> Any:
         models = []
         for experiment_id in experiment_ids:
             # AML filters support '=' on tags and AND, not OR: one query per experiment.
@@ -173,13 +171,12 @@ class ClientSideLoggedModels:
                 token = page.token
                 if not token:
                     break
-        models = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
-        models = SearchLoggedModelsUtils.sort(models, order_by)
+        models = filter_and_sort_logged_models(models, filter_string, datasets, order_by)
         offset = int(page_token or 0)
         limit = max_results or 100
         window = models[offset : offset + limit]
         next_token = str(offset + limit) if offset + limit < len(models) else None
-        return PagedList(window, next_token)
+        return paged_list(window, next_token)
 
     def _lm_log_outputs(self, run_id: str, models: Any) -> None:
         # Recorded on the model's run: which runs used the model as an output.

@@ -175,17 +175,15 @@ class RunHomedLoggedModels:
     ) -> Any:
         """MLflow's search over every model of the experiments, filtered and sorted by MLflow's
         own SearchLoggedModelsUtils (the semantics of its tracking server)."""
-        from mlflow.store.entities.paged_list import PagedList
-        from mlflow.utils.search_utils import SearchLoggedModelsUtils
+        from spark_aml_bridge.mlflow_private import filter_and_sort_logged_models, paged_list
 
         wanted = {str(e) for e in experiment_ids}
         models = [m for m in self._rm_all_models(experiment_ids) if m.experiment_id in wanted]
-        models = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
-        models = SearchLoggedModelsUtils.sort(models, order_by)
+        models = filter_and_sort_logged_models(models, filter_string, datasets, order_by)
         offset = int(page_token or 0)
         limit = max_results or 100
         window = models[offset : offset + limit]
-        return PagedList(window, str(offset + limit) if offset + limit < len(models) else None)
+        return paged_list(window, str(offset + limit) if offset + limit < len(models) else None)
 
     def _rm_all_models(self, experiment_ids: list[str]) -> list[Any]:
         """In-run homes (one equality search per experiment), bookkeeping homes and the
@@ -255,10 +253,10 @@ def _validate_name(name: str | None) -> None:
 
 
 def _taken(home_uri: str, folder: str) -> bool:
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from spark_aml_bridge.mlflow_private import artifact_repository
 
     try:
-        return bool(get_artifact_repository(home_uri).list_artifacts(folder))
+        return bool(artifact_repository(home_uri).list_artifacts(folder))
     except MlflowException:
         return False
 

@@ -28,11 +28,8 @@ def ensure_our_plugins() -> list[str]:
     competitors = competing_plugins()
     if not competitors:
         return []
-    from mlflow.tracking._model_registry.utils import _get_store_registry
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
-
     from spark_aml_bridge.azureml.entry import registry_store, tracking_store
+    from spark_aml_bridge.mlflow_private import register_store_plugins
 
-    _tracking_store_registry.register(SCHEME, tracking_store)
-    _get_store_registry().register(SCHEME, registry_store)
+    register_store_plugins(SCHEME, tracking_store, registry_store)
     return competitors

@@ -131,10 +131,10 @@ class RunModelLog:
         self.run_artifact_uri = run_artifact_uri.rstrip("/")
 
     def _repo(self, model_id: str | None = None) -> Any:
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from spark_aml_bridge.mlflow_private import artifact_repository
 
         uri = f"{self.run_artifact_uri}/{EVENTS_DIR}"
-        return get_artifact_repository(f"{uri}/{model_id}" if model_id else uri)
+        return artifact_repository(f"{uri}/{model_id}" if model_id else uri)
 
     def append(self, model_id: str, event: dict[str, Any]) -> None:
         event.setdefault("time", int(time.time() * 1000))

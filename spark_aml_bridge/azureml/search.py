@@ -19,6 +19,8 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
+from spark_aml_bridge.mlflow_private import invalid_parameter_value, run_search_utils
+
 FETCH_PAGE = 1000
 DEFAULT_MAX_RUNS = 50_000
 _CACHE_SECONDS = 60.0
@@ -35,11 +37,10 @@ class Plan:
 
 def plan_search(filter_string: str | None, order_by: list[str] | None) -> Plan:
     """Raises MLflow's own error for a filter or order_by MLflow itself rejects."""
-    from mlflow.utils.search_utils import SearchUtils
-
+    search_utils = run_search_utils()
     try:
-        clauses = SearchUtils.parse_search_filter(filter_string)
-        orders = [SearchUtils.parse_order_by_for_search_runs(o) for o in order_by or []]
+        clauses = search_utils.parse_search_filter(filter_string)
+        orders = [search_utils.parse_order_by_for_search_runs(o) for o in order_by or []]
     except MlflowException as exc:
         raise _as_server_error(exc) from None
     accepted = [c for c in clauses if _workspace_accepts(c)]
@@ -97,20 +98,19 @@ class ClientSideRunSearch:
         page_token: str | None,
         pushdown: str,
     ) -> tuple[list, str | None]:
-        from mlflow.utils.search_utils import SearchUtils
-
+        search_utils = run_search_utils()
         key = (tuple(map(str, experiment_ids)), filter_string, run_view_type, tuple(order_by or ()))
         runs = self._cached(key) if page_token else None
         if runs is None:
             runs = self._fetch_all(experiment_ids, run_view_type, pushdown, filter_string)
-            runs = SearchUtils.filter(runs, filter_string)
-            runs = SearchUtils.sort(runs, order_by)
+            runs = search_utils.filter(runs, filter_string)
+            runs = search_utils.sort(runs, order_by)
             with self._lock:
                 now = time.monotonic()
                 self._cache = {k: v for k, v in self._cache.items() if now - v[0] < _CACHE_SECONDS}
                 self._cache[key] = (now, runs)
         try:
-            window, token = SearchUtils.paginate(runs, page_token, max_results)
+            window, token = search_utils.paginate(runs, page_token, max_results)
         except MlflowException as exc:
             raise _as_server_error(exc) from None
         return window, token.decode() if isinstance(token, bytes) else token
@@ -141,13 +141,7 @@ class ClientSideRunSearch:
                     "params = / != or tags = comparisons) or fewer experiments, or raise the "
                     "search_max_client_side_runs setting "
                     "(SPARK_AML_BRIDGE_SEARCH_MAX_CLIENT_SIDE_RUNS).",
-                    error_code=_invalid_parameter(),
+                    error_code=invalid_parameter_value(),
                 )
             if not token:
                 return runs
-
-
-def _invalid_parameter() -> int:
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-    return INVALID_PARAMETER_VALUE

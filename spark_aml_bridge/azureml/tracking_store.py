@@ -7,7 +7,6 @@ leave a duplicate run or fail on an experiment that it created itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -16,7 +15,6 @@ from typing import Any
 from mlflow.entities import RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.rest_store import RestStore
-from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 
 from spark_aml_bridge.azureml.auth import AUTH_PROVIDER_NAME
 from spark_aml_bridge.azureml.failures import calling
@@ -25,16 +23,21 @@ from spark_aml_bridge.azureml.model_store import RunHomedLoggedModels, with_outp
 from spark_aml_bridge.azureml.run_models import home_run_of
 from spark_aml_bridge.azureml.search import DEFAULT_MAX_RUNS, ClientSideRunSearch, plan_search
 from spark_aml_bridge.errors import BridgeError
+from spark_aml_bridge.mlflow_private import (
+    create_run_request,
+    host_creds,
+    run_from_create_response,
+)
+from spark_aml_bridge.rest import is_transient_status, parsed, retry_wait, send_once
 
 _log = logging.getLogger(__name__)
 
 # A client-made id on every run this store creates, so a retried create can find its first try.
 CREATE_KEY_TAG = "spark_aml_bridge.create_key"
-_TRANSIENT = {408, 429, 500, 502, 503, 504}
 
 
-def workspace_host_creds(rest_base: str, ca_bundle: str | None) -> MlflowHostCreds:
-    return MlflowHostCreds(host=rest_base, auth=AUTH_PROVIDER_NAME, server_cert_path=ca_bundle)
+def workspace_host_creds(rest_base: str, ca_bundle: str | None) -> Any:
+    return host_creds(rest_base, auth=AUTH_PROVIDER_NAME, server_cert_path=ca_bundle)
 
 
 class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestStore):
@@ -74,9 +77,9 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
 
         if threading.current_thread().name.startswith("spark-aml-bridge"):
             return False  # a background sender (mirror, durable writes), not the user's call
-        from mlflow.tracking._tracking_service.utils import get_tracking_uri
+        import mlflow
 
-        uri = get_tracking_uri() or ""
+        uri = mlflow.get_tracking_uri() or ""
         host = (self.workspace_session.address.host or "").lower()
         return uri.lower().startswith(f"azureml://{host}/")
 
@@ -89,79 +92,61 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
     def _native_logged_models(self) -> bool:
         capabilities = self.workspace_session.capabilities
         if "logged_models" not in capabilities:
-            response = http_request(
+            response = send_once(
                 self.get_host_creds(),
                 "/api/2.0/mlflow/logged-models/search",
                 "POST",
-                max_retries=0,
-                raise_on_status=False,
                 # Any id: only whether the route exists matters (AML's ids are GUIDs, and no
                 # experiment "0" need exist).
-                json={"experiment_ids": [str(uuid.uuid4())], "max_results": 1},
+                json_body={"experiment_ids": [str(uuid.uuid4())], "max_results": 1},
             )
             # AML answers 404 with an empty body: it has no logged-model API. A server that has
             # one answers, or says in MLflow's words that the experiment does not exist.
             capabilities["logged_models"] = response.status_code != 404 or _mlflow_error(response)
         return capabilities["logged_models"]
 
-    # Models this version makes live in a home run (model_store.py); ``m-<run id>`` ids are
-    # models of earlier versions, one hidden run each (logged_models.py), still served.
-    def create_logged_model(self, experiment_id: str, *args: Any, **kwargs: Any) -> Any:
+    def _logged_models(
+        self, mlflow_method: str, client_side: str, model_id: str | None = None
+    ) -> Any:
+        """The one dispatch of MLflow 3's logged-model API: the server's own where it has one;
+        else client side, in the model's home run (``_rm_*``, model_store.py) or, for the
+        ``m-<run id>`` models of earlier versions, their hidden run (``_lm_*``, logged_models.py).
+        `model_id` is None for calls not about one model (create, search, log_outputs)."""
         if self._native_logged_models():
-            return super().create_logged_model(experiment_id, *args, **kwargs)
-        return self._rm_create(experiment_id, *args, **kwargs)
+            return getattr(super(), mlflow_method)
+        by_home_run = model_id is None or home_run_of(model_id)
+        return getattr(self, ("_rm_" if by_home_run else "_lm_") + client_side)
+
+    def create_logged_model(self, experiment_id: str, *args: Any, **kwargs: Any) -> Any:
+        return self._logged_models("create_logged_model", "create")(experiment_id, *args, **kwargs)
 
     def log_logged_model_params(self, model_id: str, params: Any) -> None:
-        if self._native_logged_models():
-            return super().log_logged_model_params(model_id, params)
-        if home_run_of(model_id):
-            return self._rm_log_params(model_id, params)
-        return self._lm_log_params(model_id, params)
+        return self._logged_models("log_logged_model_params", "log_params", model_id)(
+            model_id, params
+        )
 
     def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> Any:
-        if self._native_logged_models():
-            return super().get_logged_model(model_id, allow_deleted)
-        if home_run_of(model_id):
-            return self._rm_get(model_id, allow_deleted)
-        return self._lm_get(model_id, allow_deleted)
+        return self._logged_models("get_logged_model", "get", model_id)(model_id, allow_deleted)
 
     def delete_logged_model(self, model_id: str) -> None:
-        if self._native_logged_models():
-            return super().delete_logged_model(model_id)
-        if home_run_of(model_id):
-            return self._rm_delete(model_id)
-        return self._lm_delete(model_id)
+        return self._logged_models("delete_logged_model", "delete", model_id)(model_id)
 
     def search_logged_models(self, experiment_ids: list[str], *args: Any, **kwargs: Any) -> Any:
-        if self._native_logged_models():
-            return super().search_logged_models(experiment_ids, *args, **kwargs)
-        return self._rm_search(experiment_ids, *args, **kwargs)
+        return self._logged_models("search_logged_models", "search")(
+            experiment_ids, *args, **kwargs
+        )
 
     def finalize_logged_model(self, model_id: str, status: Any) -> Any:
-        if self._native_logged_models():
-            return super().finalize_logged_model(model_id, status)
-        if home_run_of(model_id):
-            return self._rm_finalize(model_id, status)
-        return self._lm_finalize(model_id, status)
+        return self._logged_models("finalize_logged_model", "finalize", model_id)(model_id, status)
 
     def set_logged_model_tags(self, model_id: str, tags: Any) -> None:
-        if self._native_logged_models():
-            return super().set_logged_model_tags(model_id, tags)
-        if home_run_of(model_id):
-            return self._rm_set_tags(model_id, tags)
-        return self._lm_set_tags(model_id, tags)
+        return self._logged_models("set_logged_model_tags", "set_tags", model_id)(model_id, tags)
 
     def delete_logged_model_tag(self, model_id: str, key: str) -> None:
-        if self._native_logged_models():
-            return super().delete_logged_model_tag(model_id, key)
-        if home_run_of(model_id):
-            return self._rm_delete_tag(model_id, key)
-        return self._lm_delete_tag(model_id, key)
+        return self._logged_models("delete_logged_model_tag", "delete_tag", model_id)(model_id, key)
 
     def log_outputs(self, run_id: str, models: Any) -> None:
-        if self._native_logged_models():
-            return super().log_outputs(run_id, models)
-        return self._rm_log_outputs(run_id, models)
+        return self._logged_models("log_outputs", "log_outputs")(run_id, models)
 
     def get_run(self, run_id: str) -> Any:
         return with_outputs(super().get_run(run_id))
@@ -195,7 +180,7 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
         return [with_outputs(run) for run in runs], token
 
     def _client_side_search(self) -> ClientSideRunSearch:
-        from spark_aml_bridge.bridge import current
+        from spark_aml_bridge.session import connected_session
 
         search = self.__dict__.get("_client_search")
         if search is None:
@@ -204,11 +189,11 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
             )
         # MLflow caches this store per URI: the limit follows the live connect()'s settings
         # when it is to this workspace, else those this store was opened with.
-        live = current()
+        live = connected_session()
         session = self.workspace_session
-        if live is not None and live.session.address.host == session.address.host:
-            session = live.session
-        search.max_runs = int(session.config.search_max_client_side_runs or DEFAULT_MAX_RUNS)
+        if live is not None and live.address.host == session.address.host:
+            session = live
+        search.max_runs = session.config.search_max_client_side_runs or DEFAULT_MAX_RUNS
         return search
 
     def log_metric(self, run_id: str, metric: Any) -> None:
@@ -253,34 +238,23 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
         self, experiment_id: str, user_id: str, start_time: int, tags: Any, run_name: Any
     ):
         from mlflow.entities import Run
-        from mlflow.protos.service_pb2 import CreateRun
-        from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
         key = uuid.uuid4().hex
         all_tags = [*(tags or []), RunTag(CREATE_KEY_TAG, key)]
-        body = message_to_json(
-            CreateRun(
-                experiment_id=str(experiment_id),
-                user_id=user_id,
-                start_time=start_time,
-                tags=[t.to_proto() for t in all_tags],
-                run_name=run_name,
-            )
+        endpoint, method, body = create_run_request(
+            experiment_id, user_id, start_time, all_tags, run_name
         )
-        endpoint, method = _method_info()[CreateRun]
         response = calling(
             self,
             self._post_once_retrying,
             endpoint,
             method,
-            json.loads(body),
+            body,
             lambda: self._find_created(experiment_id, key),
         )
         if isinstance(response, Run):
             return response
-        proto = CreateRun.Response()
-        parse_dict(response, proto)
-        return Run.from_proto(proto.run)
+        return run_from_create_response(response)
 
     def _find_created(self, experiment_id: str, key: str) -> Any:
         found = self.search_runs(
@@ -299,7 +273,6 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
             MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
             MLFLOW_HTTP_REQUEST_MAX_RETRIES,
         )
-        from mlflow.utils.rest_utils import verify_rest_response
 
         attempts = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1
         backoff = max(MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(), 0.5)
@@ -311,24 +284,17 @@ class AzureMLTrackingStore(RunHomedLoggedModels, ClientSideLoggedModels, RestSto
                     _log.info("a retried create had already been applied; not creating twice")
                     return existing
             try:
-                response = http_request(
-                    self.get_host_creds(),
-                    endpoint,
-                    method,
-                    max_retries=0,
-                    raise_on_status=False,
-                    json=body,
-                )
+                response = send_once(self.get_host_creds(), endpoint, method, json_body=body)
             except MlflowException as exc:
                 # A refusal (401 after refresh, 403) is final: retrying cannot grant access.
                 if last_try or isinstance(exc.__context__, BridgeError):
                     raise
                 time.sleep(min(backoff * 2**attempt, 60))
                 continue
-            if response.status_code in _TRANSIENT and not last_try:
-                time.sleep(_retry_after(response, backoff * 2**attempt))
+            if is_transient_status(response) and not last_try:
+                time.sleep(retry_wait(response, backoff * 2**attempt))
                 continue
-            return json.loads(verify_rest_response(response, endpoint).text)
+            return parsed(response, endpoint)
         raise MlflowException(f"{endpoint} did not succeed after {attempts} attempts")
 
 
@@ -343,18 +309,3 @@ def _without_model(metric: Any) -> Any:
     from mlflow.entities import Metric
 
     return Metric(metric.key, metric.value, metric.timestamp, metric.step)
-
-
-def _method_info() -> dict:
-    # MLflow 3 keeps the REST routes on the store class, MLflow 2 in the module.
-    from mlflow.store.tracking import rest_store
-
-    return getattr(RestStore, "_METHOD_TO_INFO", None) or rest_store._METHOD_TO_INFO
-
-
-def _retry_after(response: Any, fallback: float) -> float:
-    raw = response.headers.get("Retry-After")
-    try:
-        return min(float(raw), 60.0) if raw is not None else min(fallback, 60.0)
-    except ValueError:
-        return min(fallback, 60.0)

@@ -26,9 +26,9 @@ def resolve_artifact_uri(uri: str, tracking_uri: str) -> str:
     scheme = urlparse(uri).scheme
     tracking = urlparse(tracking_uri)
     if scheme == "mlflow-artifacts" and tracking.scheme in ("http", "https"):
-        from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+        from spark_aml_bridge.mlflow_private import resolve_mlflow_artifacts_uri
 
-        return MlflowArtifactsRepository.resolve_uri(uri, tracking_uri)
+        return resolve_mlflow_artifacts_uri(uri, tracking_uri)
     if scheme == "dbfs" and (tracking_uri == "databricks" or tracking.scheme == "databricks"):
         parsed = urlparse(uri)
         if parsed.netloc:  # already names a profile
@@ -40,13 +40,9 @@ def resolve_artifact_uri(uri: str, tracking_uri: str) -> str:
 
 
 def artifact_repo(uri: str, tracking_uri: str) -> Any:
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from spark_aml_bridge.mlflow_private import artifact_repository
 
-    uri = resolve_artifact_uri(uri, tracking_uri)
-    try:
-        return get_artifact_repository(uri, tracking_uri=tracking_uri)
-    except TypeError:  # MLflow 2 takes only the URI
-        return get_artifact_repository(uri)
+    return artifact_repository(resolve_artifact_uri(uri, tracking_uri), tracking_uri)
 
 
 def list_files(repo: Any, path: str | None = None) -> Iterator[str]:

@@ -61,11 +61,9 @@ def datasets_out(datasets: Any) -> list[dict[str, Any]]:
 
 
 def datasets_in(rows: list[dict[str, Any]]) -> list[Any]:
-    from google.protobuf.json_format import ParseDict
-    from mlflow.entities import DatasetInput
-    from mlflow.protos.service_pb2 import DatasetInput as DatasetInputProto
+    from spark_aml_bridge.mlflow_private import dataset_inputs_from_dicts
 
-    return [DatasetInput.from_proto(ParseDict(row, DatasetInputProto())) for row in rows]
+    return dataset_inputs_from_dicts(rows)
 
 
 def model_inputs_in(ids: list[str]) -> list[Any]:

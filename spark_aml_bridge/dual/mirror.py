@@ -1,11 +1,11 @@
-"""Applying spooled operations to the mirror, and the id map between the two sides.
+"""Applying spooled operations to the mirror, finding or making each object's mirror.
 
 Ids cannot be chosen by an MLflow client, so every primary experiment, run and logged model has
 its own mirror id. Each mirror object carries a ``spark_aml_bridge.primary.*`` tag with its
 primary id (and each primary object, once mirrored, a ``spark_aml_bridge.mirror.*`` tag): the
-map can always be rebuilt from the tags; the spool's ``idmap`` table and a bounded dict only
-cache it. Creating a mirror object first looks for one with that tag, so a create that is
-replayed (after a crash, or a lost response) never makes a second one.
+map can always be rebuilt from the tags; ``idmap.IdMap`` only caches it. Creating a mirror
+object first looks for one with that tag, so a create that is replayed (after a crash, or a lost
+response) never makes a second one.
 
 Operations are applied in spool order. Consecutive metric/param/tag writes are merged per run
 into ``log_batch`` calls within MLflow's limits (1000 metrics, 100 params+tags). A batch that was
@@ -26,6 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from spark_aml_bridge.dual import codec
+from spark_aml_bridge.dual.failures import (
+    Pending,
+    ignore_missing,
+    is_transient,
+    short_error,
+)
+from spark_aml_bridge.dual.idmap import IdMap
 from spark_aml_bridge.dual.names import NameRule, disambiguated
 from spark_aml_bridge.dual.spool import PREFIX, SUFFIX, Op, Spool, owner_alive
 from spark_aml_bridge.dual.uri import (
@@ -39,7 +46,7 @@ from spark_aml_bridge.dual.uri import (
     is_bookkeeping,
     is_databricks_uri,
 )
-from spark_aml_bridge.retry_after import retry_after_seconds
+from spark_aml_bridge.rest import call_once
 
 _log = logging.getLogger(__name__)
 
@@ -48,56 +55,6 @@ HISTORY_TAG = "mlflow.log-model.history"
 MAX_METRICS = 1000
 MAX_PARAMS_TAGS = 100
 MAX_BATCH_BYTES = 800_000
-_CACHE_LIMIT = 100_000
-_PERMANENT_CODES = {
-    "INVALID_PARAMETER_VALUE",
-    "RESOURCE_DOES_NOT_EXIST",
-    "RESOURCE_ALREADY_EXISTS",
-    "INVALID_STATE",
-    "BAD_REQUEST",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "FEATURE_DISABLED",
-    "NOT_IMPLEMENTED",
-    "ENDPOINT_NOT_FOUND",
-    "MALFORMED_REQUEST",
-    "INVALID_REQUEST",
-}
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-
-
-class Pending(Exception):
-    """Something this operation refers to is not on the mirror yet (another process mirrors it)."""
-
-
-class Transient(Exception):
-    """The mirror did not answer, or answered 'try again later'."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying later can succeed (outages, throttling, credentials, pending ids)."""
-    import requests
-    from mlflow.exceptions import MlflowException
-
-    from spark_aml_bridge.errors import BridgeError
-
-    if isinstance(exc, (Pending, Transient, requests.RequestException, OSError, TimeoutError)):
-        return True
-    if isinstance(exc, BridgeError):  # credentials, unreachable workspace
-        return True
-    if isinstance(exc, MlflowException):
-        return exc.error_code not in _PERMANENT_CODES
-    return False
-
-
-def short_error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first[:400]}"
 
 
 @dataclass
@@ -195,26 +152,11 @@ class Mirror:
         self.adopt_after = adopt_after
         self.replaying = replaying
         self.mirror_is_databricks = is_databricks_uri(mirror_uri)
-        self._cache: dict[tuple[str, str], str] = {}
+        self.ids = IdMap(spool)
         self._fast_batch: bool | None = None
         self._registry: Any = None
 
     # -- id map ---------------------------------------------------------------------------------
-    def _cached(self, kind: str, primary_id: str) -> str | None:
-        found = self._cache.get((kind, primary_id))
-        if found is None and self.spool is not None:
-            found = self.spool.idmap_get(kind, primary_id)
-            if found is not None:
-                self._remember(kind, primary_id, found, persist=False)
-        return found
-
-    def _remember(self, kind: str, primary_id: str, mirror_id: str, persist: bool = True) -> None:
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()  # bounded memory; the spool and the tags still have it
-        self._cache[(kind, primary_id)] = mirror_id
-        if persist and self.spool is not None:
-            self.spool.idmap_put(kind, primary_id, mirror_id)
-
     def _tag_primary(self, what: str, call: Callable[[], Any]) -> None:
         """Record a mirror id on the primary object (best effort: the mirror side has it too)."""
         try:
@@ -230,7 +172,7 @@ class Mirror:
         from mlflow.exceptions import MlflowException
 
         primary_id = str(primary_id)
-        found = self._cached("experiment", primary_id)
+        found = self.ids.get("experiment", primary_id)
         if found is not None:
             return found
         lifecycle = "active"
@@ -272,7 +214,7 @@ class Mirror:
                 f"no mirror experiment name is free for '{name}' ({target})",
                 error_code="RESOURCE_ALREADY_EXISTS",
             )
-        self._remember("experiment", primary_id, mirror_id)
+        self.ids.put("experiment", primary_id, mirror_id)
         self._tag_primary(
             f"experiment {primary_id}",
             lambda: self.primary.set_experiment_tag(
@@ -285,7 +227,7 @@ class Mirror:
         """The mirror run of a primary run, if there is one (cache, then the mirror's tags)."""
         from mlflow.entities import ViewType
 
-        found = self._cached("run", primary_id)
+        found = self.ids.get("run", primary_id)
         if found is not None:
             return found
         if experiment_id is None:
@@ -304,7 +246,7 @@ class Mirror:
                 "primary run %s has %d mirror runs; using the oldest", primary_id, len(runs)
             )
         best = min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
-        self._remember("run", primary_id, best.info.run_id)
+        self.ids.put("run", primary_id, best.info.run_id)
         return best.info.run_id
 
     def _may_create(self, origin: str | None, age: float) -> bool:
@@ -328,7 +270,7 @@ class Mirror:
         force: bool = False,
     ) -> str:
         """The mirror run of a primary run; creates it when this process may (see _may_create)."""
-        found = self._cached("run", primary_id)
+        found = self.ids.get("run", primary_id)
         if found is not None:
             return found
         if created is not None:
@@ -371,7 +313,7 @@ class Mirror:
             run_name,
         )
         mirror_id = run.info.run_id
-        self._remember("run", primary_id, mirror_id)
+        self.ids.put("run", primary_id, mirror_id)
         self._tag_primary(
             f"run {primary_id}",
             lambda: self.primary.set_tag(primary_id, RunTag(MIRROR_RUN_TAG, mirror_id)),
@@ -404,7 +346,7 @@ class Mirror:
             return value
         for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and entry.get("run_id"):
-                mirror_id = self._cached("run", entry["run_id"])
+                mirror_id = self.ids.get("run", entry["run_id"])
                 if mirror_id is not None:
                     entry["run_id"] = mirror_id
         return json.dumps(entries)
@@ -415,7 +357,7 @@ class Mirror:
         """The mirror logged model of a primary one (MLflow 3)."""
         from mlflow.entities import LoggedModelParameter, LoggedModelTag
 
-        found = self._cached("model", primary_id)
+        found = self.ids.get("model", primary_id)
         if found is not None:
             return found
         referenced = created is None  # a reference, not this model's own create operation
@@ -449,7 +391,7 @@ class Mirror:
                     primary_id, [LoggedModelTag(MIRROR_MODEL_TAG, found)]
                 ),
             )
-        self._remember("model", primary_id, found)
+        self.ids.put("model", primary_id, found)
         return found
 
     def find_model(self, mirror_experiment: str, primary_id: str) -> str | None:
@@ -490,7 +432,7 @@ class Mirror:
     def registry(self) -> Any:
         """The mirror's model registry store (built on first use)."""
         if self._registry is None:
-            from spark_aml_bridge.dual.registry import build_registry_store
+            from spark_aml_bridge.dual.sides import build_registry_store
 
             self._registry = build_registry_store(self.mirror_uri)
         return self._registry
@@ -573,7 +515,7 @@ class Mirror:
             self.store.set_experiment_tag(mirror_id, ExperimentTag(payload["k"], payload["v"]))
         elif kind == "delete_experiment_tag":
             mirror_id = self.experiment_id(payload["e"])
-            self._ignore_missing(lambda: self.store.delete_experiment_tag(mirror_id, payload["k"]))
+            ignore_missing(lambda: self.store.delete_experiment_tag(mirror_id, payload["k"]))
         elif kind == "create_run":
             self.run_id(op.run, age=age, created=payload)
         elif kind == "update_run":
@@ -587,7 +529,7 @@ class Mirror:
                 self.store.restore_run(mirror_id)
         elif kind == "delete_tag":
             mirror_id = self.run_id(op.run, age=age)
-            self._ignore_missing(lambda: self.store.delete_tag(mirror_id, payload["k"]))
+            ignore_missing(lambda: self.store.delete_tag(mirror_id, payload["k"]))
         elif kind == "log_inputs":
             self._apply_inputs(op.run, payload, age)
         elif kind == "log_outputs":
@@ -615,12 +557,10 @@ class Mirror:
                 self.store.set_logged_model_tags(mirror_id, tags)
         elif kind == "delete_model_tag":
             mirror_id = self.model_id(payload["id"], age=age)
-            self._ignore_missing(
-                lambda: self.store.delete_logged_model_tag(mirror_id, payload["k"])
-            )
+            ignore_missing(lambda: self.store.delete_logged_model_tag(mirror_id, payload["k"]))
         elif kind == "delete_model":
             mirror_id = self.model_id(payload["id"], age=age)
-            self._ignore_missing(lambda: self.store.delete_logged_model(mirror_id))
+            ignore_missing(lambda: self.store.delete_logged_model(mirror_id))
         elif kind.startswith("reg_"):
             from spark_aml_bridge.dual import registry
 
@@ -630,16 +570,6 @@ class Mirror:
         else:
             raise ValueError(f"unknown spooled operation '{kind}'")
         return 0
-
-    @staticmethod
-    def _ignore_missing(call: Callable[[], Any]) -> None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            call()
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
 
     def _apply_update_run(self, primary_id: str, payload: dict[str, Any], age: float) -> None:
         from mlflow.entities import RunStatus
@@ -746,29 +676,19 @@ class Mirror:
                 (m.key, m.value, m.timestamp, m.step)
                 for m in self.store.get_metric_history(mirror_id, key)
             ]
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
-        endpoint = "/api/2.0/mlflow/metrics/get-history"
         points: list[tuple[str, float, int, int]] = []
         token = None
         while True:
             params = {"run_id": mirror_id, "metric_key": key}
             if token:
                 params["page_token"] = token
-            response = http_request(
+            body = call_once(
                 self.store.get_host_creds(),
-                endpoint,
+                "/api/2.0/mlflow/metrics/get-history",
                 "GET",
-                max_retries=0,
-                raise_on_status=False,
                 params=params,
+                said="the mirror answered HTTP {status} to get-history",
             )
-            if response.status_code in _TRANSIENT_STATUS:
-                raise Transient(
-                    f"the mirror answered HTTP {response.status_code} to get-history",
-                    retry_after_seconds(response),
-                )
-            body = verify_rest_response(response, endpoint).json()
             for m in body.get("metrics") or []:
                 value = m.get("value", 0.0)
                 value = float(value) if not isinstance(value, str) else float(value.lower())
@@ -796,8 +716,6 @@ class Mirror:
     def _post_batch(
         self, mirror_id: str, rows: list[list[Any]], params: dict[str, str], tags: dict[str, str]
     ) -> None:
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
         body = {
             "run_id": mirror_id,
             "metrics": [
@@ -807,21 +725,13 @@ class Mirror:
             "params": [{"key": k, "value": v} for k, v in params.items()],
             "tags": [{"key": k, "value": v} for k, v in tags.items()],
         }
-        endpoint = "/api/2.0/mlflow/runs/log-batch"
-        response = http_request(
+        call_once(
             self.store.get_host_creds(),
-            endpoint,
+            "/api/2.0/mlflow/runs/log-batch",
             "POST",
-            max_retries=0,
-            raise_on_status=False,
-            json=body,
+            json_body=body,
+            said="the mirror answered HTTP {status} to log-batch",
         )
-        if response.status_code in _TRANSIENT_STATUS:
-            raise Transient(
-                f"the mirror answered HTTP {response.status_code} to log-batch",
-                retry_after_seconds(response),
-            )
-        verify_rest_response(response, endpoint)
 
     # -- artifacts ------------------------------------------------------------------------------
     def copy_run_artifacts(self, primary_id: str, mirror_id: str) -> int:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow.store.model_registry.abstract_store import AbstractStore
 
+from spark_aml_bridge.dual.failures import Pending, ignore_missing
+from spark_aml_bridge.dual.sides import build_registry_store
 from spark_aml_bridge.dual.uri import parse_dual_uri
 
 if TYPE_CHECKING:
@@ -22,19 +24,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 PRIMARY_VERSION_TAG = "spark_aml_bridge.primary.version"
-
-
-def build_registry_store(uri: str) -> Any:
-    """A new registry store for `uri` from MLflow's registry (called directly: MLflow holds a
-    non-reentrant lock while it builds one)."""
-    import inspect
-
-    from mlflow.tracking._model_registry.utils import _get_store_registry
-
-    builder = _get_store_registry().get_store_builder(uri)
-    if "tracking_uri" in inspect.signature(builder).parameters:
-        return builder(store_uri=uri, tracking_uri=uri)
-    return builder(store_uri=uri)
 
 
 class DualRegistryStore(AbstractStore):
@@ -50,9 +39,9 @@ class DualRegistryStore(AbstractStore):
             super().__init__()
 
     def _record(self, kind: str, payload: dict[str, Any]) -> None:
-        from mlflow.tracking._tracking_service.utils import _get_store
+        from spark_aml_bridge.mlflow_private import cached_tracking_store
 
-        store = _get_store(self.store_uri)  # the dual tracking store of the same URI
+        store = cached_tracking_store(self.store_uri)  # the dual tracking store of the same URI
         store._record(kind, None, payload)
 
     # -- registered models ------------------------------------------------------------------
@@ -203,11 +192,11 @@ def apply(mirror: Mirror, kind: str, payload: dict[str, Any], age: float) -> Non
     if kind == "reg_model_description":
         registry.update_registered_model(name, payload.get("d"))
     elif kind == "reg_delete_model":
-        mirror._ignore_missing(lambda: registry.delete_registered_model(name))
+        ignore_missing(lambda: registry.delete_registered_model(name))
     elif kind == "reg_model_tag":
         registry.set_registered_model_tag(name, RegisteredModelTag(payload["k"], payload["v"]))
     elif kind == "reg_delete_model_tag":
-        mirror._ignore_missing(lambda: registry.delete_registered_model_tag(name, payload["k"]))
+        ignore_missing(lambda: registry.delete_registered_model_tag(name, payload["k"]))
     elif kind == "reg_version":
         _create_version(mirror, registry, payload, age)
     elif kind == "reg_alias":
@@ -215,9 +204,7 @@ def apply(mirror: Mirror, kind: str, payload: dict[str, Any], age: float) -> Non
             name, payload["alias"], _version(mirror, registry, name, payload["version"])
         )
     elif kind == "reg_delete_alias":
-        mirror._ignore_missing(
-            lambda: registry.delete_registered_model_alias(name, payload["alias"])
-        )
+        ignore_missing(lambda: registry.delete_registered_model_alias(name, payload["alias"]))
     else:
         version = _version(mirror, registry, name, payload["version"])
         if kind == "reg_version_description":
@@ -227,15 +214,13 @@ def apply(mirror: Mirror, kind: str, payload: dict[str, Any], age: float) -> Non
                 name, version, payload["stage"], payload["archive"]
             )
         elif kind == "reg_delete_version":
-            mirror._ignore_missing(lambda: registry.delete_model_version(name, version))
+            ignore_missing(lambda: registry.delete_model_version(name, version))
         elif kind == "reg_version_tag":
             registry.set_model_version_tag(
                 name, version, ModelVersionTag(payload["k"], payload["v"])
             )
         elif kind == "reg_delete_version_tag":
-            mirror._ignore_missing(
-                lambda: registry.delete_model_version_tag(name, version, payload["k"])
-            )
+            ignore_missing(lambda: registry.delete_model_version_tag(name, version, payload["k"]))
         else:
             raise ValueError(f"unknown spooled registry operation '{kind}'")
 
@@ -248,13 +233,12 @@ def find_version(registry: Any, name: str, primary_version: str) -> str | None:
 
 
 def _version(mirror: Mirror, registry: Any, name: str, primary_version: str) -> str:
-    from spark_aml_bridge.dual.mirror import Pending
 
     key = f"{name}/{primary_version}"
-    found = mirror._cached("version", key) or find_version(registry, name, primary_version)
+    found = mirror.ids.get("version", key) or find_version(registry, name, primary_version)
     if found is None:
         raise Pending(f"model version {key} is not on the mirror yet")
-    mirror._remember("version", key, found)
+    mirror.ids.put("version", key, found)
     return found
 
 
@@ -297,4 +281,4 @@ def _create_version(mirror: Mirror, registry: Any, payload: dict[str, Any], age:
     created = registry.create_model_version(
         name, source, run_id, tags, None, payload.get("d"), None, **kwargs
     )
-    mirror._remember("version", f"{name}/{primary_version}", str(created.version))
+    mirror.ids.put("version", f"{name}/{primary_version}", str(created.version))

@@ -21,28 +21,11 @@ from typing import Any
 from mlflow.store.tracking.abstract_store import AbstractStore
 
 from spark_aml_bridge.dual import codec
+from spark_aml_bridge.dual.sides import build_store
 from spark_aml_bridge.dual.uri import ORIGIN_TAG, dual_options, parse_dual_uri
 
 _log = logging.getLogger(__name__)
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
-
-
-def build_store(uri: str) -> Any:
-    """A new MLflow tracking store for `uri`, from MLflow's own registry (so plugins apply).
-
-    The builder is called directly: MLflow holds a non-reentrant lock while it builds a store,
-    and this runs inside the dual store's own build.
-    """
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
-
-    if uri.startswith("dual:"):
-        from spark_aml_bridge.errors import ConfigError
-
-        raise ConfigError(
-            "a side of dual tracking cannot itself be a dual tracking URI",
-            "set dual_primary and dual_mirror to plain tracking URIs",
-        )
-    return _tracking_store_registry.get_store_builder(uri)(store_uri=uri, artifact_uri=None)
 
 
 def _status_text(status: Any) -> str:

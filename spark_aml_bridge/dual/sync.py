@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spark_aml_bridge.dual import codec
+from spark_aml_bridge.dual.failures import ignore_missing
 from spark_aml_bridge.dual.mirror import HISTORY_TAG, Mirror
 from spark_aml_bridge.dual.uri import PRIMARY_RUN_TAG, is_bookkeeping
 
@@ -136,7 +137,7 @@ class Comparer:
                 )
         if fix:
             for key in extra_tags:
-                m._ignore_missing(lambda key=key: m.store.delete_tag(mirror_id, key))
+                ignore_missing(lambda key=key: m.store.delete_tag(mirror_id, key))
 
         diffs += self._metrics(scope, primary_id, mirror_id, p, q, fix)
         diffs += self._inputs(scope, p, q, mirror_id, fix)
@@ -295,7 +296,7 @@ class Comparer:
         p = model or m.primary.get_logged_model(primary_id, allow_deleted=True)
         scope = f"logged model {primary_id}"
         mirror_experiment = m.experiment_id(p.experiment_id)
-        mirror_id = m._cached("model", primary_id) or m.find_model(mirror_experiment, primary_id)
+        mirror_id = m.ids.get("model", primary_id) or m.find_model(mirror_experiment, primary_id)
         diffs: list[Difference] = []
         if mirror_id is None:
             if not fix:
@@ -305,7 +306,7 @@ class Comparer:
             mirror_id = m.model_id(primary_id, age=float("inf"))
             diffs.append(Difference(scope, "logged model", p.name, "missing", fixed=True))
         else:
-            m._remember("model", primary_id, mirror_id)
+            m.ids.put("model", primary_id, mirror_id)
         scope = f"logged model {primary_id} (mirror {mirror_id})"
         q = m.store.get_logged_model(mirror_id, allow_deleted=True)
         if p.name != q.name:
@@ -399,7 +400,7 @@ class Comparer:
         p = m.primary.get_experiment(primary_id)
         scope = f"experiment {p.name!r} ({primary_id})"
         diffs: list[Difference] = []
-        mirror_id = m._cached("experiment", primary_id)
+        mirror_id = m.ids.get("experiment", primary_id)
         expected_name = m.names.mirror_name(p.name, mirror_is_databricks=m.mirror_is_databricks)
         if mirror_id is None:
             existing = m.store.get_experiment_by_name(expected_name)

@@ -72,9 +72,9 @@ class DualHandle:
     registry_uri: str
 
     def _store(self) -> Any:
-        from mlflow.tracking._tracking_service.utils import _get_store
+        from spark_aml_bridge.mlflow_private import cached_tracking_store
 
-        return _get_store(self.tracking_uri)
+        return cached_tracking_store(self.tracking_uri)
 
     def status(self) -> dict[str, Any]:
         """This process's spool: pending writes and metrics, size, dead letters, last error."""

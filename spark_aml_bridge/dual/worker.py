@@ -16,7 +16,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from spark_aml_bridge.dual.mirror import Mirror, Transient, is_transient, short_error
+from spark_aml_bridge.dual.failures import Transient, is_transient, short_error
+from spark_aml_bridge.dual.mirror import Mirror
 from spark_aml_bridge.dual.spool import Spool
 from spark_aml_bridge.dual.uri import describe
 
@@ -82,7 +83,7 @@ class MirrorLink:
         if self._mirror is None:
             with self._mirror_lock:
                 if self._mirror is None:
-                    from spark_aml_bridge.dual.store import build_store
+                    from spark_aml_bridge.dual.sides import build_store
 
                     self._mirror = Mirror(
                         self.store.primary,
@@ -331,7 +332,7 @@ class MirrorLink:
     # -- spools left by processes that are gone -------------------------------------------------
     def _replay_orphans_in_background(self) -> None:
         def replay() -> None:
-            from spark_aml_bridge.dual.api import replay_orphans
+            from spark_aml_bridge.dual.replay import replay_orphans
 
             try:
                 replay_orphans(self)
