@@ -4,6 +4,10 @@
   (one random-bytes artifact), inside a run: the bridge (emulator: AML's run-history artifact
   service + blob endpoint, models kept in the run's artifacts) vs a plain ``mlflow server
   --workers 1 --serve-artifacts`` (sqlite). Rounds alternate which side goes first. Time ratio.
+- The raw storage endpoints, without MLflow or the bridge: one PUT and one GET of the big file
+  to the emulator's blob endpoint (SAS URLs from its run-history service, HTTPS) and to the
+  plain server's artifact proxy (HTTP). Their ratio is the part of the model ratio that is the
+  emulator's storage, not the bridge.
 - A search Azure ML refuses — ``search_runs(order_by=["metrics.loss ASC"], max_results=1)`` over
   5,000 runs — answered client side by the bridge vs natively by the plain server: time and
   HTTP requests (the bridge's workspace pages; the plain server's one call), cold and paged.
@@ -22,7 +26,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_artifacts import Side, _timed, plain_mlflow_server  # noqa: E402
@@ -62,7 +68,7 @@ def _models(args: argparse.Namespace, sides: list[Side], work: Path) -> dict:
     model = LogisticRegression(max_iter=300).fit(features, labels)
     signature = infer_signature(features, model.predict(features))
     expected = model.predict(features)
-    weights = work / "weights.bin"
+    weights = work / "w.bin"
     chunk = os.urandom(MiB)
     with weights.open("wb") as out:
         for i in range(args.big_mb):
@@ -135,6 +141,97 @@ def _models(args: argparse.Namespace, sides: list[Side], work: Path) -> dict:
         }
     result["big"]["size_mb"] = args.big_mb
     return result
+
+
+def _raw_endpoints(args: argparse.Namespace, info: dict, plain_url: str, weights: Path) -> dict:
+    """The same bytes through each side's storage endpoint, no MLflow and no bridge: one PUT and
+    one GET of the big file (the emulator: a write/read SAS URL from its run-history service and
+    a single Put Blob over HTTPS; the plain server: its artifact proxy over HTTP). What this
+    costs more on the emulator is the emulator's, not the bridge's."""
+    import uuid
+
+    import requests
+    from mlflow.tracking import MlflowClient
+
+    token = requests.post(
+        f"{info['authority']}/{info['tenant_id']}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": info["client_id"],
+            "client_secret": info["client_secret"],
+            "scope": "https://management.azure.com/.default",
+        },
+        verify=info["ca_bundle"],
+        timeout=30,
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    run = MlflowClient().create_run(mlflow_experiment("bench-raw"))
+    base = (
+        f"{info['history_url']}/experimentids/{run.info.experiment_id}/runs/{run.info.run_id}"
+        "/artifacts"
+    )
+    size = weights.stat().st_size
+    times: dict[str, dict[str, list[float]]] = {"put": {}, "get": {}}
+
+    def transfer(side: str, put_url: str, get_url: Callable[[], str], verify: Any) -> None:
+        started = time.perf_counter()
+        with weights.open("rb") as body:
+            answer = requests.put(
+                put_url,
+                data=body,
+                headers={"x-ms-blob-type": "BlockBlob", "Content-Length": str(size)},
+                verify=verify,
+                timeout=600,
+            )
+        answer.raise_for_status()
+        put = time.perf_counter() - started
+        started = time.perf_counter()
+        with requests.get(get_url(), stream=True, verify=verify, timeout=600) as reply:
+            reply.raise_for_status()
+            got = sum(len(chunk) for chunk in reply.iter_content(1024 * 1024))
+        assert got == size
+        times["put"].setdefault(side, []).append(put)
+        times["get"].setdefault(side, []).append(time.perf_counter() - started)
+
+    for r in range(args.model_rounds):
+        for side in ("emulator", "plain") if r % 2 == 0 else ("plain", "emulator"):
+            name = f"raw-{uuid.uuid4().hex[:8]}.bin"
+            if side == "plain":
+                url = f"{plain_url}/api/2.0/mlflow-artifacts/artifacts/raw/{name}"
+                transfer(side, url, lambda url=url: url, True)
+                continue
+            registered = requests.post(
+                base + "/batch/metadata",
+                json={"paths": [{"path": name}]},
+                headers=auth,
+                verify=info["ca_bundle"],
+                timeout=60,
+            ).json()
+            put_url = registered["artifactContentInformation"][name]["contentUri"]
+
+            def read_url(name: str = name) -> str:
+                return requests.get(
+                    base + "/contentinfo",
+                    params={"path": name},
+                    headers=auth,
+                    verify=info["ca_bundle"],
+                    timeout=60,
+                ).json()["contentUri"]
+
+            transfer(side, put_url, read_url, info["ca_bundle"])
+    result: dict[str, Any] = {"size_mb": args.big_mb}
+    for kind, by_side in times.items():
+        medians = {k: round(statistics.median(v), 3) for k, v in by_side.items()}
+        result[f"{kind}_median_s"] = medians
+        ratio = medians["emulator"] / medians["plain"]
+        result[f"{kind}_ratio_emulator_over_plain"] = round(ratio, 2)
+    return result
+
+
+def mlflow_experiment(name: str) -> str:
+    import mlflow
+
+    return mlflow.set_experiment(name).experiment_id
 
 
 def _search(args: argparse.Namespace, sides: list[Side]) -> dict:
@@ -220,6 +317,8 @@ def main() -> int:
                 Side("plain", plain_url, lambda: mlflow.set_tracking_uri(plain_url)),
             ]
             result = {"mlflow": mlflow.__version__, "models": _models(args, sides, work)}
+            sides[0].activate()
+            result["raw_endpoints"] = _raw_endpoints(args, emulator.info, plain_url, work / "w.bin")
             result["client_side_search"] = _search(args, sides)
             spark_aml_bridge.disconnect()
     finally:

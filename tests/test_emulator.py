@@ -224,6 +224,8 @@ def test_restart_keeps_ids_and_data_and_sigterm_shuts_down_cleanly(tmp_path, mon
         monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
         monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", first.info["ca_bundle"])
         experiment_id = client.create_experiment("survives-restart")
+        run_id = client.create_run(experiment_id).info.run_id
+        default_id = client.get_experiment_by_name("Default").experiment_id
     finally:
         code = first.stop()
     assert code == 0
@@ -239,6 +241,9 @@ def test_restart_keeps_ids_and_data_and_sigterm_shuts_down_cleanly(tmp_path, mon
         monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", fetch_token(second))
         client = MlflowClient(second.info["workspace_url"])
         assert client.get_experiment_by_name("survives-restart").experiment_id == experiment_id
+        # The workspace's GUIDs are kept in the state dir, not made up again.
+        assert client.get_run(run_id).info.experiment_id == experiment_id
+        assert client.get_experiment_by_name("Default").experiment_id == default_id
     finally:
         assert second.stop() == 0
 

@@ -212,7 +212,8 @@ def test_runs_created_by_mlflow_get_azureml_artifact_uris(emu, token, monkeypatc
         f"azureml://{host}/mlflow/v2.0{emu.info['workspace_arm_id']}/experiments/{experiment_id}"
     )
     assert client.get_experiment(experiment_id).artifact_location == experiment_uri
-    assert client.get_experiment("0").artifact_location.endswith("/experiments/0")
+    default = client.get_experiment_by_name("Default")
+    assert default.artifact_location.endswith(f"/experiments/{default.experiment_id}")
 
     run = client.create_run(experiment_id)
     expected = f"{experiment_uri}/runs/{run.info.run_id}/artifacts"

@@ -150,7 +150,7 @@ def test_batch_job_carries_the_settings_and_tracks_with_no_code(emulator, tmp_pa
         recorded = livy.requests
     log = "\n".join(batch.log)
     assert batch.state == "success", log[-3000:]
-    run_id = re.search(r"^RUN_ID (\w+)$", log, re.M).group(1)
+    run_id = re.search(r"^RUN_ID ([\w-]+)$", log, re.M).group(1)
     assert f"EXECUTOR_URIS ['{info['tracking_uri']}']" in log
     assert "CREDENTIAL ['notebookutils']" in log  # the workspace managed identity of the job
 

@@ -69,7 +69,7 @@ def test_synapse_service_principal_notebook(emulator, tmp_path):
     assert secret not in text and not JWT.search(text)
     assert "platform=synapse" in text and "session=notebook" in text
     assert "linked service ls_kv_team" in text and "app " + info["client_id"][:8] in text
-    run_id = re.search(r"run_id (\w+)", text).group(1)
+    run_id = re.search(r"run_id ([\w-]+)", text).group(1)
 
     spark_aml_bridge.connect(
         info["tracking_uri"],

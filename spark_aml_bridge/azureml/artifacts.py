@@ -28,7 +28,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from spark_aml_bridge.azureml.auth import bearer_auth
-from spark_aml_bridge.azureml.rewrites import is_bookkeeping, newest_version, version_path
+from spark_aml_bridge.azureml.rewrites import (
+    VERSIONS_DIR,
+    is_bookkeeping,
+    newest_version,
+    version_path,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -112,6 +117,7 @@ class AzureMLArtifactRepository(ArtifactRepository):
         )
         self._verify: Any = self._workspace.ca_bundle or True
         self._listing: list[str] | None = None  # memo while a download runs
+        self._urls: dict[str, str] = {}  # read URLs by path, while a download runs
 
     # -- writing --------------------------------------------------------------------------------
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
@@ -270,11 +276,34 @@ class AzureMLArtifactRepository(ArtifactRepository):
 
     def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
         artifact_path = _relative(artifact_path)  # MLflow treats "." as the root
-        self._listing = list(self._all_paths())
+        # One prefix listing with read URLs (of the subtree and of its rewritten versions)
+        # instead of the run's whole listing plus a content-info call per file.
+        full = self._full(artifact_path)
+        urls = self._read_urls_under(full)
+        if full and not is_bookkeeping(full):
+            urls.update(self._read_urls_under(f"{VERSIONS_DIR}/{full}"))
+        self._listing, self._urls = list(urls), urls
         try:
             return super().download_artifacts(artifact_path, dst_path)
         finally:
-            self._listing = None
+            self._listing, self._urls = None, {}
+
+    def read_files(self, path: str) -> dict[str, bytes]:
+        """Every file under the folder `path` (small files: held in memory), by path below it.
+
+        One prefix listing with read URLs, then the blobs in parallel."""
+        full = self._full(path)
+        prefix = f"{full}/" if full else ""
+        urls = self._read_urls_under(prefix)
+        if not urls:
+            return {}
+
+        def read(uri: str) -> bytes:
+            return self._blob(uri).download_blob().readall()
+
+        with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
+            contents = list(pool.map(read, urls.values()))
+        return {p[len(prefix) :]: data for p, data in zip(urls, contents, strict=True)}
 
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
         from azure.core.exceptions import ClientAuthenticationError
@@ -284,7 +313,8 @@ class AzureMLArtifactRepository(ArtifactRepository):
             listing = self._listing if self._listing is not None else list(self._all_paths())
             remote = newest_version(remote, listing)  # a rewritten file reads as its newest
         for attempt in (1, 2):
-            uri = self._content_uri(remote)
+            known = self._urls.get(remote) if attempt == 1 else None
+            uri = known or self._content_uri(remote)
             try:
                 with open(local_path, "wb") as out:
                     self._blob(uri).download_blob(max_concurrency=4).readinto(out)
@@ -320,6 +350,22 @@ class AzureMLArtifactRepository(ArtifactRepository):
             token = page.get("continuationToken")
             if not token:
                 return
+
+    def _read_urls_under(self, prefix: str) -> dict[str, str]:
+        """Read URLs of every artifact whose path starts with the string `prefix` (AML's
+        prefix content-info route, a page at a time)."""
+        urls: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            params = {"path": prefix}
+            if token:
+                params["continuationToken"] = token
+            page = self._call("GET", "/prefix/contentinfo", params=params)
+            for info in page.get("value") or []:
+                urls[info["path"]] = info["contentUri"]
+            token = page.get("continuationToken")
+            if not token:
+                return urls
 
     def _content_uri(self, remote: str) -> str:
         try:

@@ -21,7 +21,6 @@ import posixpath
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -152,26 +151,17 @@ class RunModelLog:
 
     def read_many(self, model_ids: list[str] | None = None) -> dict[str, ModelRecord]:
         """Fold the event logs of the given models (all of this run's models when None)."""
-        repo = self._repo()
-        files = [
-            f.path
-            for folder in repo.list_artifacts("")
-            if folder.is_dir and (model_ids is None or folder.path in model_ids)
-            for f in repo.list_artifacts(folder.path)
-            if not f.is_dir
+        # One listing with read URLs and one blob read per event file.
+        if model_ids is not None and len(model_ids) == 1:
+            found = self._repo(model_ids[0]).read_files("")
+            files = {f"{model_ids[0]}/{name}": data for name, data in found.items()}
+        else:
+            files = self._repo().read_files("")
+        events = [
+            (remote, json.loads(data))
+            for remote, data in files.items()
+            if remote.count("/") == 1 and (model_ids is None or remote.split("/")[0] in model_ids)
         ]
-        if not files:
-            return {}
-        with tempfile.TemporaryDirectory() as tmp:
-
-            def fetch(remote: str) -> tuple[str, dict[str, Any]]:
-                local = os.path.join(tmp, remote.replace("/", "__"))
-                repo._download_file(remote, local)  # ArtifactRepository's per-file hook
-                with open(local, encoding="utf-8") as stream:
-                    return remote, json.load(stream)
-
-            with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
-                events = list(pool.map(fetch, files))
         records: dict[str, ModelRecord] = {}
         for remote, event in sorted(events, key=lambda pair: posixpath.basename(pair[0])):
             model_id = remote.split("/", 1)[0]

@@ -462,20 +462,33 @@ def _json_body(environ: dict[str, Any]) -> Any:
         raise HistoryError(400, "The request body is not valid JSON.", "BadArgument") from None
 
 
-def run_lookup_from_mlflow() -> RunLookup:
-    """Find runs (and their experiment's id and name) in the in-process MLflow tracking store."""
+def run_lookup_from_mlflow(ids: Any = None) -> RunLookup:
+    """Find runs (and their experiment's id and name) in the in-process MLflow tracking store.
+
+    With `ids` (an `AmlIds`), run and experiment ids are the workspace's GUIDs; MLflow's own ids
+    are then unknown here, as on Azure ML.
+    """
     from mlflow.exceptions import MlflowException
     from mlflow.server.handlers import _get_tracking_store
 
+    from spark_aml_bridge.emulator.aml_ids import EXPERIMENT, RUN
+
     def experiment_of(run_id: str) -> str | None:
+        mlflow_id = run_id if ids is None else ids.to_mlflow(RUN, run_id)
+        if mlflow_id is None:
+            return None
         try:
-            return str(_get_tracking_store().get_run(run_id).info.experiment_id)
+            experiment_id = str(_get_tracking_store().get_run(mlflow_id).info.experiment_id)
         except MlflowException:
             return None
+        return experiment_id if ids is None else ids.to_aml(EXPERIMENT, experiment_id)
 
     def name_of(experiment_id: str) -> str | None:
+        mlflow_id = experiment_id if ids is None else ids.to_mlflow(EXPERIMENT, experiment_id)
+        if mlflow_id is None:
+            return None
         try:
-            return _get_tracking_store().get_experiment(experiment_id).name
+            return _get_tracking_store().get_experiment(mlflow_id).name
         except MlflowException:
             return None
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spark_aml_bridge.emulator.aml_ids import EXPERIMENT, RUN, AmlIds
 from spark_aml_bridge.emulator.contract import ARTIFACTS_DIR, DB_FILE
 
 
@@ -33,14 +34,15 @@ def server_environment(state_dir: Path) -> dict[str, str]:
 
 
 def load_mlflow_app(
-    state_dir: Path, artifact_root: str | None = None
+    state_dir: Path, artifact_root: str | None = None, ids: AmlIds | None = None
 ) -> tuple[Callable[..., Any], str]:
     """Return (MLflow's Flask WSGI app, MLflow version) with stores opened and migrated.
 
     Opening the stores here (not on the first request) surfaces a broken database at startup
     and keeps the first client call fast. With an `azureml://…/experiments` `artifact_root`,
     experiments get `<root>/<experiment id>` and runs `<root>/<experiment id>/runs/<run id>/
-    artifacts`, as on Azure ML, in the database and so in every response.
+    artifacts`, as on Azure ML, in the database and so in every response; with `ids`, those are
+    the experiment's and run's GUIDs (what the workspace API shows), not MLflow's own ids.
     """
     env = server_environment(state_dir)
     if artifact_root:
@@ -50,38 +52,93 @@ def load_mlflow_app(
     import mlflow
     from mlflow.server import app, handlers
 
-    if artifact_root and artifact_root.startswith("azureml://"):
-        _aml_run_artifact_uris(artifact_root)
+    aml_root = bool(artifact_root and artifact_root.startswith("azureml://"))
+    if aml_root:
+        _aml_artifact_uris(artifact_root, ids)
     db_uri = env["_MLFLOW_SERVER_FILE_STORE"]
     handlers.initialize_backend_stores(db_uri, db_uri, env["_MLFLOW_SERVER_ARTIFACT_ROOT"])
-    if artifact_root and artifact_root.startswith("azureml://"):
+    if aml_root:
         rebase_artifact_uris(state_dir / DB_FILE, artifact_root)
+        if ids is not None:
+            guid_artifact_uris(state_dir / DB_FILE, artifact_root, ids)
     return app, mlflow.__version__
 
 
-def _aml_run_artifact_uris(root: str) -> None:
-    """Make MLflow store `<root>/<exp>/runs/<run>/artifacts` where it builds `<root>/<exp>/<run>/…`.
+# Set once per process by _aml_artifact_uris: the artifact root and the GUID map in use.
+_AML_URIS: dict[str, Any] = {}
 
-    MLflow's SQL store derives a run's artifact URI as `<experiment location>/<run id>/artifacts`
-    (2.x and 3.x alike); AML's has `runs/` before the run id. A SQLAlchemy attribute event
-    rewrites the value as the store assigns it, before the row is written or returned.
+
+def _aml_artifact_uris(root: str, ids: AmlIds | None) -> None:
+    """Make MLflow store AML's artifact URIs where it builds its own.
+
+    MLflow's SQL store gives an experiment `<root>/<experiment id>` and derives a run's artifact
+    URI as `<experiment location>/<run id>/artifacts` (2.x and 3.x alike); AML's has `runs/`
+    before the run id, and AML's ids are GUIDs. SQLAlchemy attribute events rewrite the values
+    as the store assigns them, before the row is written or returned.
     """
-    from mlflow.store.tracking.dbmodels.models import SqlRun
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlRun
     from sqlalchemy import event
 
-    base = root.rstrip("/") + "/"
-    if getattr(SqlRun, "_spark_aml_bridge_root", None) == base:
+    first = not _AML_URIS
+    _AML_URIS.update(base=root.rstrip("/") + "/", ids=ids)
+    if not first:
         return
 
-    def rewrite(target: Any, value: Any, oldvalue: Any, initiator: Any) -> Any:
+    def experiment_location(target: Any, value: Any, oldvalue: Any, initiator: Any) -> Any:
+        base, ids = _AML_URIS["base"], _AML_URIS["ids"]
+        if ids is not None and isinstance(value, str) and value.startswith(base):
+            rest = value[len(base) :]
+            if rest.isdigit():
+                return base + ids.to_aml(EXPERIMENT, rest)
+        return value
+
+    def run_uri(target: Any, value: Any, oldvalue: Any, initiator: Any) -> Any:
+        base, ids = _AML_URIS["base"], _AML_URIS["ids"]
         if isinstance(value, str) and value.startswith(base):
             parts = value[len(base) :].split("/")
             if len(parts) == 3 and parts[2] == "artifacts":
-                return f"{base}{parts[0]}/runs/{parts[1]}/artifacts"
+                experiment, run = parts[0], parts[1]
+                if ids is not None:
+                    if experiment.isdigit():
+                        experiment = ids.to_aml(EXPERIMENT, experiment)
+                    run = ids.to_aml(RUN, run)
+                return f"{base}{experiment}/runs/{run}/artifacts"
         return value
 
-    event.listen(SqlRun.artifact_uri, "set", rewrite, retval=True)
-    SqlRun._spark_aml_bridge_root = base
+    event.listen(SqlExperiment.artifact_location, "set", experiment_location, retval=True)
+    event.listen(SqlRun.artifact_uri, "set", run_uri, retval=True)
+
+
+_MLFLOW_ID_URI = re.compile(r"^(?P<exp>\d+)(?:/runs/(?P<run>[0-9a-f]{32})/artifacts)?$")
+
+
+def guid_artifact_uris(db_path: Path, root: str, ids: AmlIds) -> int:
+    """Rewrite stored `<root>/<int>[/runs/<hex>/artifacts]` URIs to the GUID form.
+
+    The Default experiment is inserted by MLflow with plain SQL (no attribute event), and state
+    dirs from before GUIDs hold MLflow's ids. Returns how many rows changed.
+    """
+    base = root.rstrip("/") + "/"
+    changed = 0
+    with sqlite3.connect(db_path) as db:
+        for table, column, key in (
+            ("experiments", "artifact_location", "experiment_id"),
+            ("runs", "artifact_uri", "run_uuid"),
+        ):
+            rows = db.execute(
+                f"SELECT {key}, {column} FROM {table} WHERE substr({column}, 1, ?) = ?",
+                (len(base), base),
+            ).fetchall()
+            for row_key, value in rows:
+                match = _MLFLOW_ID_URI.match(value[len(base) :])
+                if not match:
+                    continue
+                new = base + ids.to_aml(EXPERIMENT, match["exp"])
+                if match["run"]:
+                    new += f"/runs/{ids.to_aml(RUN, match['run'])}/artifacts"
+                db.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (new, row_key))
+                changed += 1
+    return changed
 
 
 _AML_EXPERIMENTS = re.compile(

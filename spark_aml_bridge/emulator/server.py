@@ -110,6 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--azurite-account-key",
         help="that account's key (default: Azurite's well-known devstoreaccount1 key)",
     )
+    parser.add_argument(
+        "--mlflow-ids",
+        action="store_true",
+        help="show MLflow's own integer experiment ids and 32-hex run ids instead of Azure ML's "
+        "GUIDs (for debugging the emulator only)",
+    )
     parser.add_argument("--log-requests", action="store_true", help="log every HTTP request")
     parser.add_argument(
         "--no-databricks",
@@ -264,10 +270,12 @@ class Emulator:
         # Imported here so that importing this module (the CLI does) stays cheap.
         from spark_aml_bridge.emulator import query_limits
         from spark_aml_bridge.emulator.admin import AdminApp
+        from spark_aml_bridge.emulator.aml_ids import AML_IDS_DB, AmlIds
         from spark_aml_bridge.emulator.arm import ArmApp
         from spark_aml_bridge.emulator.authority import AuthorityApp
         from spark_aml_bridge.emulator.faults import Faults
         from spark_aml_bridge.emulator.httpd import EmulatorHTTPServer, bind_loopback
+        from spark_aml_bridge.emulator.id_translation import AmlIdApp
         from spark_aml_bridge.emulator.mlflow_backend import load_mlflow_app
         from spark_aml_bridge.emulator.stats import Stats
         from spark_aml_bridge.emulator.tls import prepare_tls
@@ -305,11 +313,15 @@ class Emulator:
         # Runs' artifact URIs name the workspace's host, so MLflow starts once the port is known.
         workspace_host = urls["workspace"].split("://", 1)[1]
         artifact_root = f"azureml://{workspace_host}{workspace_path(identity)}/experiments"
-        mlflow_app, mlflow_version = load_mlflow_app(state_dir, artifact_root)
+        ids = None if args.mlflow_ids else AmlIds(state_dir / AML_IDS_DB)
+        mlflow_app, mlflow_version = load_mlflow_app(state_dir, artifact_root, ids)
+        if ids is not None:
+            # Clients (and the UI) see Azure ML's GUID ids; MLflow's store keeps its own.
+            mlflow_app = AmlIdApp(mlflow_app, ids)
 
         stats, faults = Stats(), Faults()
         history, blob_app, artifacts_info = _artifact_services(
-            args, state_dir, identity, urls, stats, faults
+            args, state_dir, identity, urls, stats, faults, ids
         )
         tracking_uri = tracking_uri_for(urls["workspace"], identity)
         workspace_url = urls["workspace"]
@@ -362,6 +374,8 @@ class Emulator:
         )
         self.info.update(self._databricks_info())
         self.info["workspaces"] = workspaces_info(identity, extra_workspaces, tracking_uri)
+        # Experiment and run ids are GUIDs, as on Azure ML (false only with --mlflow-ids).
+        self.info["guid_ids"] = not args.mlflow_ids
         # Written last: their appearance means "ready".
         env_text = "".join(line + "\n" for line in self.info["env_lines"])
         write_private(state_dir / ENV_FILE, env_text.encode())
@@ -402,6 +416,7 @@ def _artifact_services(
     urls: dict[str, str],
     stats: Any,
     faults: Any,
+    ids: Any = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """(run-history WSGI app, blob endpoint WSGI app, their emulator.json keys)."""
     from spark_aml_bridge.emulator.blobs import ARTIFACT_CONTAINER, BLOBS_DIR, BlobApp, BlobStore
@@ -434,7 +449,7 @@ def _artifact_services(
         ArtifactIndex(state_dir / HISTORY_DB),
         SasIssuer(account, endpoint, args.sas_lifetime),
         ARTIFACT_CONTAINER,
-        run_lookup_from_mlflow(),
+        run_lookup_from_mlflow(ids),
         urls["workspace"],
         stats,
         args.artifact_page_size,
