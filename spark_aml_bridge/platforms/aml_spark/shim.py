@@ -70,7 +70,7 @@ class AmlSparkPlatform(ArcadiaShim):
             except Exception:  # noqa: BLE001 - Spark Connect
                 pass
         elif (self.conf or {}).get("spark.app.id"):
-            details["spark_app_id"] = str(self.conf["spark.app.id"])  # type: ignore[index]
+            details["spark_app_id"] = str((self.conf or {})["spark.app.id"])
         details["session"] = session_kind()
         return PlatformContext(NAME, signals.role, details)
 
