@@ -12,7 +12,12 @@ import sys
 import time
 from typing import Any
 
-from spark_aml_bridge.credentials.identity import service_principal, short_id
+from spark_aml_bridge.credentials.identity import (
+    managed_identity,
+    managed_identity_endpoint,
+    service_principal,
+    short_id,
+)
 from spark_aml_bridge.credentials.sources import (
     BuiltCredential,
     CredentialSource,
@@ -83,35 +88,18 @@ def _build_service_principal(context: SourceContext, arg: str | None) -> BuiltCr
     )
 
 
-_MI_ENV = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT")
-
-
 def _build_managed_identity(
     context: SourceContext, arg: str | None, explicit: bool
 ) -> BuiltCredential:
     env = context.environ
-    if not explicit and not any(env.get(k) for k in _MI_ENV):
+    if not explicit and managed_identity_endpoint(env) is None:
         raise CredentialUnavailable(
             "no managed identity endpoint in the environment (IDENTITY_ENDPOINT/MSI_ENDPOINT); "
             "on an Azure VM choose credential='managed-identity' explicitly"
         )
     client_id = (arg or context.config.client_id) if explicit else arg
-    kwargs = context.azure_kwargs()
-    if client_id:
-        kwargs["client_id"] = client_id
-
-    def factory() -> Any:
-        from azure.identity import ManagedIdentityCredential
-
-        return ManagedIdentityCredential(**kwargs)
-
-    which = f"user-assigned {short_id(client_id)}" if client_id else "system-assigned"
-    return BuiltCredential(
-        factory=factory,
-        description=f"managed identity ({which})",
-        source="managed-identity",
-        cache_key=("mi", client_id, env.get("IDENTITY_ENDPOINT") or env.get("MSI_ENDPOINT")),
-        executor_reusable=False,
+    return managed_identity(
+        context, client_id, description="managed identity", source="managed-identity"
     )
 
 

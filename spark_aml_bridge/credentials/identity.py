@@ -88,3 +88,34 @@ def service_principal(
         ),
         executor_reusable=executor_reusable,
     )
+
+
+MANAGED_IDENTITY_ENDPOINT_ENV = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT")
+
+
+def managed_identity_endpoint(environ: Any) -> str | None:
+    """The managed identity endpoint the host announces (App Service / Azure ML / Arc style)."""
+    return next((environ[k] for k in MANAGED_IDENTITY_ENDPOINT_ENV if environ.get(k)), None)
+
+
+def managed_identity(
+    context: SourceContext, client_id: str | None, *, description: str, source: str
+) -> BuiltCredential:
+    """An azure-identity managed identity credential (user-assigned when `client_id` is given);
+    `description` is followed by which identity it is ("(system-assigned)")."""
+    kwargs = context.azure_kwargs()
+    if client_id:
+        kwargs["client_id"] = client_id
+
+    def factory() -> Any:
+        from azure.identity import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(**kwargs)
+
+    which = f"user-assigned {short_id(client_id)}" if client_id else "system-assigned"
+    return BuiltCredential(
+        factory=factory,
+        description=f"{description} ({which})",
+        source=source,
+        cache_key=("mi", client_id, managed_identity_endpoint(context.environ)),
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from spark_aml_bridge.credentials.identity import short_id
+from spark_aml_bridge.credentials.identity import managed_identity, managed_identity_endpoint
 from spark_aml_bridge.credentials.sources import (
     BuiltCredential,
     CredentialSource,
@@ -31,7 +31,6 @@ OBO_TOKEN_ENV = "AZUREML_OBO_CANARY_TOKEN"
 # The client id of the job's user-assigned identity, as on Azure ML compute (VERIFY on serverless
 # Spark); without it the endpoint's default (system-assigned) identity answers.
 IDENTITY_CLIENT_ID_ENV = "DEFAULT_IDENTITY_CLIENT_ID"
-MANAGED_IDENTITY_ENDPOINT_ENV = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT")
 
 
 def _importable(name: str) -> bool:
@@ -75,28 +74,16 @@ def _build_user_identity(context: SourceContext, arg: str | None) -> BuiltCreden
 
 def _build_managed_identity(context: SourceContext, arg: str | None) -> BuiltCredential:
     env = context.environ
-    endpoint = next((env[k] for k in MANAGED_IDENTITY_ENDPOINT_ENV if env.get(k)), None)
-    if endpoint is None:
+    if managed_identity_endpoint(env) is None:
         raise CredentialUnavailable(
             "this job announces no managed identity endpoint (IDENTITY_ENDPOINT/MSI_ENDPOINT); "
             "submit it with identity: managed"
         )
-    client_id = arg or env.get(IDENTITY_CLIENT_ID_ENV)
-    kwargs = context.azure_kwargs()
-    if client_id:
-        kwargs["client_id"] = client_id
-
-    def factory() -> Any:
-        from azure.identity import ManagedIdentityCredential
-
-        return ManagedIdentityCredential(**kwargs)
-
-    which = f"user-assigned {short_id(client_id)}" if client_id else "system-assigned"
-    return BuiltCredential(
-        factory=factory,
-        description=f"the Azure ML job's managed identity ({which})",
+    return managed_identity(
+        context,
+        arg or env.get(IDENTITY_CLIENT_ID_ENV),
+        description="the Azure ML job's managed identity",
         source="aml-managed-identity",
-        cache_key=("mi", client_id, endpoint),
     )
 
 
