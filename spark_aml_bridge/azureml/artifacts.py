@@ -43,6 +43,7 @@ _RUN_ARTIFACTS = re.compile(
 BATCH_SIZE = int(os.environ.get("AZUREML_ARTIFACT_BATCH_SIZE", "50"))
 _UPLOAD_THREADS = 8
 _TIMEOUT = (15, 300)
+_READ_PIECE = 1024 * 1024  # bytes per read from a blob download stream
 
 
 class WriteOnceError(MlflowException):
@@ -388,9 +389,13 @@ class AzureMLArtifactRepository(ArtifactRepository):
         # The SDK's default first retry waits ~15 s; storage hiccups deserve quicker retries.
         retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=6)
         # One pooled HTTP session for every blob: a client per file must not mean a TLS
-        # handshake per file (1,000 small files: ~2x faster).
+        # handshake per file (1,000 small files: ~2x faster). Downloads are read in 1 MiB
+        # pieces, not azure-core's default 4 KiB (100 MB: 25,600 Python reads; ~2x slower).
         transport = RequestsTransport(
-            session=_blob_session(), session_owner=False, connection_verify=self._verify
+            session=_blob_session(),
+            session_owner=False,
+            connection_verify=self._verify,
+            connection_data_block_size=_READ_PIECE,
         )
         return BlobClient.from_blob_url(content_uri, retry_policy=retry, transport=transport)
 
